@@ -1,0 +1,45 @@
+# The course's commands. `make lab` and `make test` bootstrap everything they need on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU wheel of torch 2.13.0 (small and quick). GPU users: see README, "Using a GPU".
+TORCH_SPEC ?= torch==2.13.0
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+SOLUTIONS := $(sort $(wildcard notebooks/solutions/*.ipynb))
+TEST_ENV := COURSE_FAST=1 TQDM_DISABLE=1 PYDEVD_DISABLE_FILE_VALIDATION=1
+
+.PHONY: setup lab test test-unit test-notebooks run bench gpu-check clean
+
+setup: $(VENV)/.installed
+	@$(PY) -m course_utils.weights fetch
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+lab: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+test: setup
+	$(TEST_ENV) $(PY) -m pytest -q tests notebooks --nbval-lax --nbval-current-env -p no:randomly
+
+test-unit: setup
+	$(TEST_ENV) $(PY) -m pytest -q tests
+
+test-notebooks: setup
+	$(TEST_ENV) $(PY) -m pytest -q notebooks --nbval-lax --nbval-current-env
+
+# Full-mode run of every lesson, outputs written back in place (this is how committed outputs are made).
+run: setup
+	@for nb in $(NOTEBOOKS) $(SOLUTIONS); do \
+		start=$$(date +%s); \
+		$(VENV)/bin/papermill --cwd $$(dirname $$nb) -k python3 $$nb $$nb || exit 1; \
+		$(VENV)/bin/nbstripout --keep-output --keep-count $$nb; \
+		echo "$$nb: $$(( $$(date +%s) - start )) s"; \
+	done
+
+clean:
+	rm -rf $(VENV)

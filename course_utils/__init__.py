@@ -1,0 +1,6 @@
+"""course_utils: the helper package of the 'Generate, Position, Adapt' LLM course."""
+from .device import pick_device, seed_everything
+from .loading import load_model
+from .model import KVCache, LlamaModel, ModelConfig
+
+__all__ = ["load_model", "pick_device", "seed_everything", "LlamaModel", "ModelConfig", "KVCache"]

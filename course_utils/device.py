@@ -1,0 +1,62 @@
+"""Device choice, dtype policy, seeding and memory measurement."""
+from __future__ import annotations
+
+import os
+import random
+import re
+import resource
+import sys
+
+import numpy as np
+import torch
+
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def pick_device(name: str | None = "auto") -> torch.device:
+    """Return the device to use.
+
+    ``"auto"`` (or ``None``) picks cuda > mps > cpu, unless the environment variable
+    ``COURSE_DEVICE`` names a device. Explicit names: ``cpu``, ``cuda``, ``cuda:N``, ``mps``.
+    """
+    if name is None or name == "auto":
+        name = os.environ.get("COURSE_DEVICE", "auto").strip() or "auto"
+    if not isinstance(name, str) or not _DEVICE_PATTERN.match(name):
+        raise ValueError(f"unknown device {name!r}; allowed: 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but this PyTorch build sees no CUDA GPU; use 'cpu' or 'auto'")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device 'mps' requested but it is not available; use 'cpu' or 'auto'")
+    return torch.device(name)
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """The course's dtype policy: bfloat16 on CUDA, float32 elsewhere."""
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and PyTorch; return a CPU ``torch.Generator`` seeded the same way."""
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def tensor_mib(*tensors: torch.Tensor) -> float:
+    """Total storage of the given tensors in MiB."""
+    return sum(t.numel() * t.element_size() for t in tensors) / 2**20

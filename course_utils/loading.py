@@ -1,0 +1,40 @@
+"""``load_model()``: weights -> (model, tokenizer) on the chosen device."""
+from __future__ import annotations
+
+import os
+
+import torch
+from tokenizers import Tokenizer
+
+from .device import default_dtype, pick_device
+from .model import LlamaModel
+from .tokenizer import ChatTokenizer
+from .weights import load_checkpoint
+
+
+def load_model(path: str | os.PathLike | None = None, device: str | None = "auto",
+               dtype: torch.dtype | None = None) -> tuple[LlamaModel, ChatTokenizer]:
+    """Load the course model (or a local GGUF file / Hugging Face directory) and its tokenizer.
+
+    ``path``: explicit weights > env ``COURSE_MODEL`` > the fetched course GGUF.
+    ``device``: "auto" (cuda > mps > cpu, env ``COURSE_DEVICE`` overrides), "cpu", "cuda", "cuda:N" or "mps".
+    ``dtype``: default float32 on CPU, bfloat16 on CUDA. The model is returned in eval mode.
+    """
+    target = pick_device(device)
+    dtype = dtype or default_dtype(target)
+    checkpoint = load_checkpoint(path)
+    with torch.device("meta"):
+        model = LlamaModel(checkpoint.config)
+    missing = set(model.state_dict()) - set(checkpoint.state_dict)
+    if checkpoint.config.tie_embeddings:
+        missing.discard("lm_head.weight")
+    if missing:
+        raise ValueError(f"weights are missing tensors: {sorted(missing)[:5]}")
+    model.load_state_dict(checkpoint.state_dict, strict=False, assign=True)
+    model.tie_weights()
+    model.to(device=target, dtype=dtype).eval()
+    if not checkpoint.tokenizer_json:
+        raise ValueError("these weights come without a tokenizer (tokenizer.json); the course needs one")
+    tokenizer = ChatTokenizer(Tokenizer.from_str(checkpoint.tokenizer_json), checkpoint.chat_template,
+                              eos_id=checkpoint.config.eos_id, bos_id=checkpoint.config.bos_id)
+    return model, tokenizer

@@ -1,0 +1,247 @@
+"""A readable LLaMA-style decoder (RMSNorm, grouped-query attention, SwiGLU, RoPE) with a KV cache.
+
+Module names follow Hugging Face's LlamaForCausalLM without the ``model.`` prefix, so LoRA targets such as
+``q_proj`` or ``v_proj`` mean the same thing here as in PEFT.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .positional import ROPE_LAYOUTS, apply_rope, rope_angles
+
+
+@dataclass
+class ModelConfig:
+    """Hyper-parameters of a LLaMA-family decoder. Defaults are SmolLM2-135M."""
+
+    vocab_size: int = 49152
+    dim: int = 576
+    n_layers: int = 30
+    n_heads: int = 9
+    n_kv_heads: int = 3
+    ffn_dim: int = 1536
+    norm_eps: float = 1e-5
+    rope_theta: float = 100000.0
+    max_seq_len: int = 8192
+    tie_embeddings: bool = True
+    rope_layout: str = "interleaved"
+    bos_id: int | None = 1
+    eos_id: int | None = 2
+    name: str = "SmolLM2-135M-Instruct"
+
+    def __post_init__(self) -> None:
+        for field in ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "max_seq_len"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"ModelConfig.{field} must be a positive integer, got {value!r}")
+        if self.dim % self.n_heads:
+            raise ValueError(f"dim={self.dim} is not divisible by n_heads={self.n_heads}")
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_heads={self.n_heads} is not a multiple of n_kv_heads={self.n_kv_heads}")
+        if self.head_dim % 2:
+            raise ValueError(f"RoPE needs an even head_dim, got {self.head_dim}")
+        if self.rope_layout not in ROPE_LAYOUTS:
+            raise ValueError(f"rope_layout must be one of {ROPE_LAYOUTS}, got {self.rope_layout!r}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class RMSNorm(nn.Module):
+    """x / sqrt(mean(x^2) + eps) * weight, computed in float32 (Zhang & Sennrich, 2019)."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (normed * self.weight.float()).to(x.dtype)
+
+
+class KVCache:
+    """Pre-allocated keys and values for every layer: shape [layers, batch, kv_heads, max_len, head_dim].
+
+    ``length`` is how many positions are filled. Views, not copies, are handed to attention.
+    """
+
+    def __init__(self, config: ModelConfig, batch_size: int, max_len: int, device, dtype: torch.dtype):
+        if batch_size <= 0 or max_len <= 0:
+            raise ValueError(f"batch_size and max_len must be positive, got {batch_size}, {max_len}")
+        if max_len > config.max_seq_len:
+            raise ValueError(f"max_len={max_len} exceeds the model's context length {config.max_seq_len}")
+        shape = (config.n_layers, batch_size, config.n_kv_heads, max_len, config.head_dim)
+        self.keys = torch.zeros(shape, device=device, dtype=dtype)
+        self.values = torch.zeros(shape, device=device, dtype=dtype)
+        self.length = 0
+
+    @property
+    def max_len(self) -> int:
+        return self.keys.shape[3]
+
+    @property
+    def batch_size(self) -> int:
+        return self.keys.shape[1]
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store new k/v at positions [length, length + T) of one layer; return all keys/values so far."""
+        end = self.length + k.shape[2]
+        self.keys[layer, :, :, self.length:end] = k
+        self.values[layer, :, :, self.length:end] = v
+        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+
+    def reorder(self, batch_index: torch.Tensor) -> None:
+        """Keep/reorder batch rows (used by beam search)."""
+        self.keys = self.keys[:, batch_index]
+        self.values = self.values[:, batch_index]
+
+
+class Attention(nn.Module):
+    """Grouped-query self-attention: n_heads query heads share n_kv_heads key/value heads."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, config.head_dim
+        self.rope_layout = config.rope_layout
+        self.q_proj = nn.Linear(config.dim, config.n_heads * config.head_dim, bias=False)
+        self.k_proj = nn.Linear(config.dim, config.n_kv_heads * config.head_dim, bias=False)
+        self.v_proj = nn.Linear(config.dim, config.n_kv_heads * config.head_dim, bias=False)
+        self.o_proj = nn.Linear(config.n_heads * config.head_dim, config.dim, bias=False)
+
+    def forward(self, x, cos, sin, mask, cache: KVCache | None, layer: int) -> torch.Tensor:
+        batch, steps, _ = x.shape
+        q = self.q_proj(x).view(batch, steps, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(batch, steps, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(batch, steps, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q = apply_rope(q, cos, sin, self.rope_layout)
+        k = apply_rope(k, cos, sin, self.rope_layout)
+        if cache is not None:
+            k, v = cache.write(layer, k, v)
+        is_causal = mask is None and steps > 1
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
+                                             enable_gqa=self.n_kv_heads != self.n_heads)
+        return self.o_proj(out.transpose(1, 2).reshape(batch, steps, -1))
+
+
+class MLP(nn.Module):
+    """SwiGLU feed-forward (Shazeer, 2020): down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(config.dim, config.ffn_dim, bias=False)
+        self.up_proj = nn.Linear(config.dim, config.ffn_dim, bias=False)
+        self.down_proj = nn.Linear(config.ffn_dim, config.dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm(x)), then + mlp(norm(x))."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.dim, config.norm_eps)
+        self.self_attn = Attention(config)
+        self.post_attention_layernorm = RMSNorm(config.dim, config.norm_eps)
+        self.mlp = MLP(config)
+
+    def forward(self, x, cos, sin, mask, cache, layer):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, layer)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class LlamaModel(nn.Module):
+    """Decoder-only LLaMA-style language model: ``model(ids[B, T]) -> logits[B, T, V]``."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.dim)
+        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.norm = RMSNorm(config.dim, config.norm_eps)
+        self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
+        self.tie_weights()
+
+    def tie_weights(self) -> None:
+        """Share the embedding matrix with the output head when the config says so."""
+        if self.config.tie_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed_tokens.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embed_tokens.weight.dtype
+
+    def new_cache(self, batch_size: int, max_len: int) -> KVCache:
+        """An empty KV cache for ``batch_size`` rows and up to ``max_len`` positions."""
+        return KVCache(self.config, batch_size, max_len, self.device, self.dtype)
+
+    def _check_input(self, input_ids: torch.Tensor, past: int, cache: KVCache | None) -> None:
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must have shape [batch, time], got {tuple(input_ids.shape)}")
+        if input_ids.shape[1] == 0:
+            raise ValueError("empty input: give at least one token (is the prompt empty?)")
+        if input_ids.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"input_ids must be integer token ids, got dtype {input_ids.dtype}")
+        low, high = int(input_ids.min()), int(input_ids.max())
+        if low < 0 or high >= self.config.vocab_size:
+            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size - 1}], got values in [{low}, {high}]")
+        total = past + input_ids.shape[1]
+        if total > self.config.max_seq_len:
+            raise ValueError(f"sequence of {total} tokens exceeds the context length of {self.config.max_seq_len}")
+        if cache is not None:
+            if total > cache.max_len:
+                raise ValueError(f"KV cache holds {cache.max_len} positions, {total} needed")
+            if cache.batch_size != input_ids.shape[0]:
+                raise ValueError(f"KV cache has batch {cache.batch_size}, input has batch {input_ids.shape[0]}")
+
+    def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None,
+                attention_mask: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
+        """Logits for every position (or only the last one when ``last_only``).
+
+        ``cache``: a KVCache; new keys/values are appended and ``cache.length`` advances.
+        ``attention_mask``: [B, past + T], 1 for real tokens and 0 for (left) padding, covering cached positions too.
+        RoPE positions then count only real tokens, as in Hugging Face.
+        """
+        past = cache.length if cache is not None else 0
+        self._check_input(input_ids, past, cache)
+        batch, steps = input_ids.shape
+        device = input_ids.device
+        if attention_mask is None:
+            positions = torch.arange(past, past + steps, device=device)[None]
+            mask = None
+            if steps > 1 and past > 0:
+                mask = torch.ones(steps, past + steps, dtype=torch.bool, device=device).tril(past)
+        else:
+            if attention_mask.shape != (batch, past + steps):
+                raise ValueError(f"attention_mask must have shape {(batch, past + steps)}, got {tuple(attention_mask.shape)}")
+            keep = attention_mask.to(device=device, dtype=torch.bool)
+            positions = (keep.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
+            causal = torch.ones(steps, past + steps, dtype=torch.bool, device=device).tril(past)
+            own = torch.zeros_like(causal)
+            own[torch.arange(steps), torch.arange(past, past + steps)] = True  # a padded query still sees itself
+            mask = ((causal & keep[:, None, :]) | own)[:, None]
+        cos, sin = rope_angles(positions, self.config.head_dim, self.config.rope_theta)
+        cos, sin = cos[:, None], sin[:, None]  # broadcast over heads
+        x = self.embed_tokens(input_ids)
+        for index, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, mask, cache, index)
+        if cache is not None:
+            cache.length = past + steps
+        if last_only:
+            x = x[:, -1:]
+        return self.lm_head(self.norm(x)).float()
