@@ -1,0 +1,311 @@
+"""The logic behind the sampling explorer: cached next-token logits, warping, candidate table, coloured text, log.
+
+Everything here is plain Python and testable without a browser; `course_utils.widgets` only displays it.
+The model runs once per generated token; changing the sampling settings re-warps the cached logits.
+"""
+from __future__ import annotations
+
+import dataclasses
+import html
+import math
+from dataclasses import dataclass
+
+import torch
+from matplotlib import colormaps
+from matplotlib.colors import to_hex
+
+from course_utils.sampling import SamplingConfig, sample_next, warp_logits
+
+TOKEN_COLOURMAP = "RdYlGn"  # red = the model found the token unlikely, green = likely
+
+
+@dataclass(frozen=True)
+class CandidateTable:
+    """The top candidates of one step, before and after warping, plus summaries over the whole vocabulary.
+
+    ``kept_mass``: share of the model's (unwarped) probability carried by the surviving tokens.
+    Entropies are in bits.
+    """
+    token_ids: list[int]
+    labels: list[str]
+    prob_before: list[float]
+    prob_after: list[float]
+    kept: list[bool]
+    n_kept: int
+    kept_mass: float
+    entropy_before: float
+    entropy_after: float
+
+    def plot_kwargs(self) -> dict:
+        """Keyword arguments for `course_utils.plots.sampling.draw_candidates` / `candidate_bars`."""
+        return {"labels": self.labels, "prob_before": self.prob_before, "prob_after": self.prob_after,
+                "kept": self.kept}
+
+    def summary(self) -> str:
+        """One line: how many candidates survive, the mass they carry, the entropies."""
+        return (f"{self.n_kept} candidates kept, carrying {self.kept_mass:.1%} of the model's probability; "
+                f"entropy {self.entropy_before:.2f} bits before, {self.entropy_after:.2f} bits after warping")
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One generated token: what was chosen, how likely it was, and the settings at that moment."""
+    step: int
+    token_id: int
+    text: str
+    prob_model: float
+    prob_sampled: float
+    n_kept: int
+    kept_mass: float
+    entropy_after: float
+    settings: str
+
+
+def token_label(text: str) -> str:
+    """A token made visible: spaces as '␣', newlines as '↵', tabs as '→', empty as '∅'."""
+    if text == "":
+        return "∅"
+    return text.replace(" ", "␣").replace("\n", "↵").replace("\t", "→")
+
+
+def entropy_bits(logits: torch.Tensor) -> float:
+    """Shannon entropy (bits) of softmax(logits); -inf logits count as probability 0."""
+    if logits.dim() != 1 or not torch.isfinite(logits).any():
+        raise ValueError("entropy_bits needs a 1-D logits vector with at least one finite entry")
+    log_probs = torch.log_softmax(logits.double(), dim=-1)
+    probs = log_probs.exp()
+    terms = torch.where(probs > 0, probs * log_probs, torch.zeros_like(probs))
+    return float(-terms.sum() / math.log(2))
+
+
+def describe_config(config: SamplingConfig) -> str:
+    """Short human-readable settings, e.g. 'T=0.7 top-k=40 top-p=0.9' (only the active warpers)."""
+    if config.is_greedy:
+        parts = ["greedy"]
+    else:
+        parts = [f"T={config.temperature:g}"]
+        if config.top_k > 0:
+            parts.append(f"top-k={config.top_k}")
+        if config.top_p < 1.0:
+            parts.append(f"top-p={config.top_p:g}")
+        if config.min_p > 0.0:
+            parts.append(f"min-p={config.min_p:g}")
+    if config.repetition_penalty != 1.0:
+        parts.append(f"rep={config.repetition_penalty:g}")
+    return " ".join(parts)
+
+
+def warped_view(logits: torch.Tensor, config: SamplingConfig, previous_ids: list[int] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(warped logits, kept mask) for a 1-D logits vector; removed tokens are the -inf entries."""
+    if logits.dim() != 1:
+        raise ValueError(f"logits must be 1-D [vocab], got shape {tuple(logits.shape)}")
+    warped = warp_logits(logits, config, previous_ids=list(previous_ids or []))
+    return warped, torch.isfinite(warped)
+
+
+def candidate_table(logits: torch.Tensor, config: SamplingConfig, token_strings: list[str],
+                    previous_ids: list[int] | None = None) -> CandidateTable:
+    """Warp ``logits`` with ``config`` and summarise the top ``len(token_strings)`` candidates of the raw model.
+
+    ``token_strings[i]`` is the text of the i-th most probable token before warping (see :meth:`top_ids`).
+    """
+    warped, kept = warped_view(logits, config, previous_ids)
+    probs_before = torch.softmax(logits.double(), dim=-1)
+    probs_after = torch.softmax(warped.double(), dim=-1)
+    top = torch.topk(probs_before, len(token_strings)).indices
+    return CandidateTable(
+        token_ids=top.tolist(),
+        labels=[token_label(text) for text in token_strings],
+        prob_before=probs_before[top].tolist(),
+        prob_after=probs_after[top].tolist(),
+        kept=kept[top].tolist(),
+        n_kept=int(kept.sum()),
+        kept_mass=float(probs_before[kept].sum()),
+        entropy_before=entropy_bits(logits),
+        entropy_after=entropy_bits(warped),
+    )
+
+
+def probability_colour(probability: float) -> str:
+    """Hex colour of a token chosen with this model probability (red = unlikely, green = likely)."""
+    if not 0.0 <= probability <= 1.0:
+        raise ValueError(f"probability must lie in [0, 1], got {probability}")
+    return to_hex(colormaps[TOKEN_COLOURMAP](0.1 + 0.8 * probability))
+
+
+def coloured_text_html(prompt: str, records: list[StepRecord], font_scale: float = 1.0) -> str:
+    """The prompt in plain text followed by each generated token on a background coloured by its model probability."""
+    if font_scale <= 0:
+        raise ValueError(f"font_scale must be positive, got {font_scale}")
+    spans = [f'<span style="color:#555">{html.escape(prompt)}</span>']
+    for record in records:
+        title = (f"step {record.step}: p_model={record.prob_model:.3f}, p_sampled={record.prob_sampled:.3f}, "
+                 f"{record.n_kept} candidates ({record.settings})")
+        spans.append(f'<span class="explorer-token" title="{html.escape(title)}" '
+                     f'style="background:{probability_colour(record.prob_model)};border-radius:3px">'
+                     f'{html.escape(record.text)}</span>')
+    return (f'<div style="white-space:pre-wrap;font-family:monospace;font-size:{1.0 * font_scale:.2f}em;'
+            f'line-height:1.6">{"".join(spans)}</div>')
+
+
+def log_html(records: list[StepRecord], last: int = 12, font_scale: float = 1.0) -> str:
+    """An HTML table of the last ``last`` steps, newest first."""
+    if last < 1:
+        raise ValueError(f"last must be >= 1, got {last}")
+    header = ("<tr><th>step</th><th>token</th><th>p model</th><th>p sampled</th><th>candidates</th>"
+              "<th>mass kept</th><th>entropy (bits)</th><th>settings</th></tr>")
+    rows = [f"<tr><td>{r.step}</td><td><code>{html.escape(token_label(r.text))}</code></td>"
+            f"<td>{r.prob_model:.3f}</td><td>{r.prob_sampled:.3f}</td><td>{r.n_kept}</td>"
+            f"<td>{r.kept_mass:.1%}</td><td>{r.entropy_after:.2f}</td><td>{html.escape(r.settings)}</td></tr>"
+            for r in reversed(records[-last:])]
+    return (f'<table style="font-size:{0.85 * font_scale:.2f}em;border-collapse:collapse">'
+            f'{header}{"".join(rows)}</table>')
+
+
+class SamplingExplorer:
+    """State of an interactive generation: the prompt, the tokens chosen so far, the settings, a seeded generator.
+
+    The next-token logits are computed once per position (with a KV cache) and cached, so changing
+    :attr:`config` only re-warps them. ``model_calls`` counts forward passes, so tests can check that.
+    """
+
+    def __init__(self, model, tokenizer, prompt: str, config: SamplingConfig | None = None, seed: int = 0,
+                 top_n: int = 12, max_new_tokens: int = 200):
+        if top_n < 1:
+            raise ValueError(f"top_n must be >= 1, got {top_n}")
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.top_n = top_n
+        self.max_new_tokens = max_new_tokens
+        self.config = config if config is not None else SamplingConfig()
+        self.model_calls = 0
+        self._seed = 0
+        self.set_seed(seed)
+        self.set_prompt(prompt)
+
+    # --- state changes -------------------------------------------------------------------------------------
+    def set_prompt(self, prompt: str) -> None:
+        """Start again from a new prompt (clears the generated tokens, re-seeds the generator)."""
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError("prompt must be a non-empty string")
+        prompt_ids = self.tokenizer.encode(prompt)
+        if len(prompt_ids) + self.max_new_tokens > self.model.config.max_seq_len:
+            raise ValueError(f"prompt of {len(prompt_ids)} tokens + {self.max_new_tokens} new tokens exceeds the "
+                             f"context length {self.model.config.max_seq_len}")
+        self.prompt = prompt
+        self.prompt_ids = prompt_ids
+        self.reset()
+
+    def set_seed(self, seed: int) -> None:
+        """Use ``seed`` from the next reset on (and reset now, so the same seed gives the same text)."""
+        if not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        self._seed = seed
+        if hasattr(self, "prompt_ids"):
+            self.reset()
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    def update_config(self, **changes) -> SamplingConfig:
+        """Replace some sampling settings (validated by SamplingConfig); the model does not run again."""
+        self.config = dataclasses.replace(self.config, **changes)
+        return self.config
+
+    def reset(self) -> None:
+        """Forget the generated tokens, keep the prompt and settings, re-seed the generator."""
+        self.generated_ids: list[int] = []
+        self.records: list[StepRecord] = []
+        self.generator = torch.Generator().manual_seed(self._seed)
+        self._cache = None
+        self._logits: torch.Tensor | None = None
+
+    # --- reading the state ---------------------------------------------------------------------------------
+    @property
+    def ids(self) -> list[int]:
+        return self.prompt_ids + self.generated_ids
+
+    @property
+    def finished(self) -> bool:
+        """True after the end-of-sequence token or when ``max_new_tokens`` tokens were generated."""
+        at_eos = bool(self.generated_ids) and self.generated_ids[-1] == self.tokenizer.eos_id
+        return at_eos or len(self.generated_ids) >= self.max_new_tokens
+
+    @property
+    def text(self) -> str:
+        return self.prompt + self.tokenizer.decode(self.generated_ids)
+
+    def next_logits(self) -> torch.Tensor:
+        """Raw next-token logits [vocab] (float32, CPU) for the current text; computed once per position."""
+        if self._logits is None:
+            if self._cache is None:
+                self._cache = self.model.new_cache(1, len(self.prompt_ids) + self.max_new_tokens)
+            new_ids = self.ids[self._cache.length:]
+            with torch.no_grad():
+                inputs = torch.tensor([new_ids], dtype=torch.long, device=self.model.device)
+                self._logits = self.model(inputs, cache=self._cache, last_only=True)[0, -1].float().cpu()
+            self.model_calls += 1
+        return self._logits
+
+    def candidates(self) -> CandidateTable:
+        """The candidate table of the current step under the current settings (no model call if cached)."""
+        logits = self.next_logits()
+        top = torch.topk(logits, self.top_n).indices.tolist()
+        return candidate_table(logits, self.config, self.tokenizer.token_strings(top), self.ids)
+
+    # --- generating ----------------------------------------------------------------------------------------
+    def step(self) -> StepRecord | None:
+        """Choose one token with the current settings and append it; None if generation has finished."""
+        if self.finished:
+            return None
+        logits = self.next_logits()
+        warped, kept = warped_view(logits, self.config, self.ids)
+        token_id = int(sample_next(logits, self.config, generator=self.generator, previous_ids=self.ids))
+        record = StepRecord(
+            step=len(self.generated_ids) + 1,
+            token_id=token_id,
+            text=self.tokenizer.decode([token_id]),
+            prob_model=float(torch.softmax(logits.double(), -1)[token_id]),
+            prob_sampled=float(torch.softmax(warped.double(), -1)[token_id]),
+            n_kept=int(kept.sum()),
+            kept_mass=float(torch.softmax(logits.double(), -1)[kept].sum()),
+            entropy_after=entropy_bits(warped),
+            settings=describe_config(self.config),
+        )
+        self.generated_ids.append(token_id)
+        self.records.append(record)
+        self._logits = None
+        return record
+
+    def generate(self, n_tokens: int) -> list[StepRecord]:
+        """Up to ``n_tokens`` steps (fewer if the end-of-sequence token comes first)."""
+        if n_tokens < 1:
+            raise ValueError(f"n_tokens must be >= 1, got {n_tokens}")
+        records = []
+        for _ in range(n_tokens):
+            record = self.step()
+            if record is None:
+                break
+            records.append(record)
+        return records
+
+    def text_html(self, font_scale: float = 1.0) -> str:
+        return coloured_text_html(self.prompt, self.records, font_scale)
+
+
+def compare_presets(model, tokenizer, prompt: str, presets: dict[str, SamplingConfig], seed: int = 0,
+                    n_tokens: int = 20) -> dict[str, SamplingExplorer]:
+    """Generate ``n_tokens`` from the same prompt and seed under each named preset; returns the explorers."""
+    if not presets:
+        raise ValueError("presets must name at least one SamplingConfig")
+    explorers = {}
+    for name, config in presets.items():
+        explorer = SamplingExplorer(model, tokenizer, prompt, config=config, seed=seed,
+                                    max_new_tokens=max(n_tokens, 1))
+        explorer.generate(n_tokens)
+        explorers[name] = explorer
+    return explorers

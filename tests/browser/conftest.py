@@ -1,0 +1,96 @@
+"""Fixtures for the browser test: a JupyterLab server on 127.0.0.1 (token auth) and Debian's headless chromium.
+
+Without chromium the tests skip, unless COURSE_REQUIRE_BROWSER=1 (set by .ci/run), where they fail instead.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path(os.environ.get("COURSE_CHROMIUM", "/usr/bin/chromium"))
+# Flags that let Debian's chromium run headless in a container without a GPU or network (DESIGN.md, section 5).
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+SERVER_START_TIMEOUT_S = 60
+
+
+def _missing_browser(reason: str) -> None:
+    message = (f"browser test needs {reason}. Install it with `sudo apt-get install chromium` (Debian/Ubuntu) and "
+               f"`pip install -e '.[dev]'`, or point COURSE_CHROMIUM at a chromium binary.")
+    if os.environ.get("COURSE_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"COURSE_REQUIRE_BROWSER=1 but the {message}")
+    pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A headless chromium launched through playwright (skips or fails cleanly when it is missing)."""
+    if not CHROMIUM.exists():
+        _missing_browser(f"chromium at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing_browser("the Python package playwright")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True)
+        yield browser
+        browser.close()
+
+
+def start_jupyterlab(root: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
+    """Start JupyterLab serving ``root`` on a free local port; return (process, base URL with token)."""
+    port, token = _free_port(), secrets.token_hex(16)
+    settings = root.parent / "jupyter-settings"
+    env = dict(os.environ, COURSE_FAST="1", TQDM_DISABLE="1", JUPYTER_CONFIG_DIR=str(settings / "config"),
+               JUPYTERLAB_SETTINGS_DIR=str(settings / "lab-settings"), JUPYTER_RUNTIME_DIR=str(settings / "runtime"),
+               JUPYTERLAB_WORKSPACES_DIR=str(settings / "workspaces"), PYDEVD_DISABLE_FILE_VALIDATION="1")
+    env.pop("MPLBACKEND", None)
+    command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+               "--ServerApp.port_retries=0", "--allow-root", "--ServerApp.terminals_enabled=False", "--LabApp.news_url=None",
+               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    log = open(log_path, "w")
+    process = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"JupyterLab exited with code {process.returncode}; log: {log_path}")
+        try:
+            with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as response:
+                if response.status == 200:
+                    return process, f"{base}/lab/tree/{{path}}?token={token}&reset"
+        except OSError:
+            time.sleep(0.5)
+    process.terminate()
+    raise RuntimeError(f"JupyterLab did not answer within {SERVER_START_TIMEOUT_S} s; log: {log_path}")
+
+
+@pytest.fixture
+def lab_url(tmp_path):
+    """Serve a temporary folder with JupyterLab; yields (folder, url template with a {path} field)."""
+    root = tmp_path / "lab"
+    root.mkdir()
+    process, url = start_jupyterlab(root, tmp_path / "jupyterlab.log")
+    try:
+        yield root, url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -1,0 +1,127 @@
+"""The sampling explorer in a real browser: JupyterLab + headless chromium, driven with playwright.
+
+Runs every cell of a temporary copy of lesson 03 (FAST mode), then drags the temperature and top-p sliders and
+clicks "next token", checking that the candidate count, the bar chart and the text change. On failure a screenshot
+lands in the test's temporary folder. Set COURSE_WRITE_SCREENSHOT=1 to refresh docs/explorer.png from this run.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from course_utils.paths import NOTEBOOKS_DIR, REPO_ROOT
+
+NOTEBOOK = NOTEBOOKS_DIR / "03_sampling_explorer.ipynb"
+RUN_ALL_TIMEOUT_MS = 150_000  # FAST mode runs in well under a minute; CI has 2 shared cores
+WIDGET_TIMEOUT_MS = 30_000
+EXPLORER = ".sampling-explorer"
+
+
+def _drag_slider(page, css_class: str, fraction: float) -> None:
+    """Drag a slider's handle to ``fraction`` of its track (0 = left end, 1 = right end), like a mouse user."""
+    track = page.locator(f"{EXPLORER} .{css_class} .noUi-target").first
+    handle = page.locator(f"{EXPLORER} .{css_class} .noUi-handle").first
+    handle.scroll_into_view_if_needed()
+    box, grip = track.bounding_box(), handle.bounding_box()
+    page.mouse.move(grip["x"] + grip["width"] / 2, grip["y"] + grip["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + fraction * box["width"], grip["y"] + grip["height"] / 2, steps=8)
+    page.mouse.up()
+
+
+def _wait_for_change(read, old, timeout_s: float = 30.0):
+    """Poll ``read()`` until it differs from ``old``; returns (new value, seconds waited)."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        value = read()
+        if value != old:
+            return value, time.monotonic() - start
+        time.sleep(0.05)
+    raise AssertionError(f"no change within {timeout_s} s (still {str(old)[:200]!r})")
+
+
+def _model_calls(timing) -> int:
+    return int(re.search(r"model calls (\d+)", timing.inner_text()).group(1))
+
+
+def _accept_dialogs(page) -> None:
+    """Accept any modal JupyterLab dialog (e.g. "Select Kernel", whose default is the notebook's own kernel)."""
+    accept = page.locator(".jp-Dialog .jp-mod-accept")
+    if accept.count() and accept.first.is_visible():
+        accept.first.click()
+
+
+def _run_all_cells(page) -> None:
+    page.locator(".jp-Notebook").first.wait_for(timeout=WIDGET_TIMEOUT_MS * 2)
+    try:
+        page.locator(".jp-Dialog .jp-mod-accept").first.wait_for(timeout=5_000)
+    except PlaywrightTimeout:
+        pass  # no dialog this time
+    _accept_dialogs(page)
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    prompts = page.locator(".jp-CodeCell .jp-InputPrompt")
+    deadline = time.monotonic() + RUN_ALL_TIMEOUT_MS / 1000
+    while time.monotonic() < deadline:  # every code cell shows [n] (not [*] or blank) when the run is over
+        _accept_dialogs(page)
+        texts = prompts.all_inner_texts()
+        if texts and all(re.search(r"\[\d+\]", text) for text in texts):
+            return
+        time.sleep(1.0)
+    raise AssertionError(f"notebook did not finish within {RUN_ALL_TIMEOUT_MS / 1000:.0f} s: prompts {texts}")
+
+
+def test_explorer_reacts_in_browser(chromium, lab_url, tmp_path):
+    root, url = lab_url
+    name = shutil.copy(NOTEBOOK, root / NOTEBOOK.name).name
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    timings = {}
+    try:
+        start = time.monotonic()
+        page.goto(url.format(path=name), timeout=WIDGET_TIMEOUT_MS * 2)
+        _run_all_cells(page)
+        timings["run all cells (s)"] = time.monotonic() - start
+        explorer = page.locator(EXPLORER).first
+        explorer.wait_for(timeout=WIDGET_TIMEOUT_MS)
+        explorer.scroll_into_view_if_needed()
+        count = page.locator(f"{EXPLORER} .explorer-count").first
+        plot = page.locator(f"{EXPLORER} .explorer-plot").first
+        text = page.locator(f"{EXPLORER} .explorer-text").first
+        timing = page.locator(f"{EXPLORER} .explorer-timing").first
+        plot.wait_for(timeout=WIDGET_TIMEOUT_MS)
+        calls_at_start = _model_calls(timing)
+
+        for css_class, fraction in (("explorer-temperature", 0.05), ("explorer-top-p", 0.3)):
+            old_count, old_plot, old_timing = count.inner_text(), plot.screenshot(), timing.inner_text()
+            _drag_slider(page, css_class, fraction)
+            new_count, waited = _wait_for_change(count.inner_text, old_count)
+            _wait_for_change(plot.screenshot, old_plot)
+            timings[f"{css_class}: browser round trip (s)"] = waited
+            new_timing, _ = _wait_for_change(timing.inner_text, old_timing)
+            redraw_ms = int(re.search(r"redraw #\d+: (\d+) ms", new_timing).group(1))
+            timings[f"{css_class}: kernel redraw (ms)"] = redraw_ms
+            assert re.search(r"\d+ candidates kept", new_count), new_count
+
+        assert _model_calls(timing) == calls_at_start  # moving sliders re-warps cached logits, no forward pass
+        old_text = text.inner_text()
+        page.locator(f"{EXPLORER} .explorer-next button, {EXPLORER} button.explorer-next").first.click()
+        new_text, _ = _wait_for_change(text.inner_text, old_text)
+        assert len(new_text) > len(old_text) and new_text.startswith(old_text.rstrip()[:20])
+        calls_after, _ = _wait_for_change(lambda: _model_calls(timing), calls_at_start)
+        assert calls_after == calls_at_start + 1  # one new token = one forward pass
+
+        explorer.screenshot(path=str(tmp_path / "explorer.png"))
+        if os.environ.get("COURSE_WRITE_SCREENSHOT") == "1":
+            shutil.copy(tmp_path / "explorer.png", REPO_ROOT / "docs" / "explorer.png")
+        print("browser timings:", {key: round(value, 3) for key, value in timings.items()})
+    except BaseException:
+        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+        print(f"screenshot of the failure: {tmp_path / 'failure.png'}")
+        raise
+    finally:
+        page.close()
