@@ -245,3 +245,24 @@ class LlamaModel(nn.Module):
         if last_only:
             x = x[:, -1:]
         return self.lm_head(self.norm(x)).float()
+
+
+def parameter_breakdown(model: LlamaModel) -> dict[str, int]:
+    """Number of weights per component (each shared tensor counted once; the tied head is in 'embedding')."""
+    groups = {"embedding": 0, "attention": 0, "mlp": 0, "norms": 0, "output head": 0}
+    seen: set[int] = set()
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in seen:
+            continue
+        seen.add(id(param))
+        if name.startswith("embed_tokens"):
+            groups["embedding"] += param.numel()
+        elif ".self_attn." in name:
+            groups["attention"] += param.numel()
+        elif ".mlp." in name:
+            groups["mlp"] += param.numel()
+        elif name.startswith("lm_head"):
+            groups["output head"] += param.numel()
+        else:
+            groups["norms"] += param.numel()
+    return groups
