@@ -1,0 +1,152 @@
+"""Measures of generated text: repetition loops, distinct-n, self-BLEU, perplexity, entropy and tail mass."""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+
+import torch
+
+
+def _check_generations(generations: Sequence[Sequence[int]]) -> None:
+    if isinstance(generations, (str, torch.Tensor)) or not isinstance(generations, Sequence) or not generations:
+        raise ValueError("generations must be a non-empty list of token-id lists")
+    if not all(isinstance(g, Sequence) and not isinstance(g, str) for g in generations):
+        raise ValueError("each generation must be a list of token ids")
+
+
+def _check_positive_int(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def ends_in_loop(tokens: Sequence[int], max_period: int = 30, min_repeats: int = 3, min_span: int = 12) -> bool:
+    """True when the text ends in a loop: its last ``max(min_repeats * p, min_span)`` tokens repeat with some period
+    ``p <= max_period`` (the same block of ``p`` tokens over and over, e.g. "party-party-party-...").
+
+    ``min_span`` keeps short accidental runs (three newlines, "...") from counting as a loop.
+    """
+    for name, value in (("max_period", max_period), ("min_repeats", min_repeats), ("min_span", min_span)):
+        _check_positive_int(name, value)
+    tokens = list(tokens)
+    for period in range(1, max_period + 1):
+        span = max(min_repeats * period, min_span)
+        if span > len(tokens):
+            break
+        tail = tokens[-span:]
+        if all(tail[i] == tail[i - period] for i in range(period, span)):
+            return True
+    return False
+
+
+def repetition_share(generations: Sequence[Sequence[int]], **loop_options) -> float:
+    """Fraction of generations (0..1) that end in a repeating loop, as judged by ``ends_in_loop``."""
+    _check_generations(generations)
+    return sum(ends_in_loop(g, **loop_options) for g in generations) / len(generations)
+
+
+def _ngrams(tokens: Sequence[int], n: int) -> list[tuple]:
+    return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def distinct_n(generations: Sequence[Sequence[int]], n: int = 2) -> float:
+    """Distinct n-grams / all n-grams over the whole set (Li et al., 2016); 1 = no n-gram ever repeats.
+
+    Returns 0.0 when no generation is long enough to hold an n-gram.
+    """
+    _check_generations(generations)
+    _check_positive_int("n", n)
+    grams = [g for tokens in generations for g in _ngrams(list(tokens), n)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def bleu(hypothesis: Sequence[int], references: Sequence[Sequence[int]], max_n: int = 4) -> float:
+    """Sentence BLEU (Papineni et al., 2002) of one token list against several references.
+
+    Clipped n-gram precisions for n = 1..max_n, geometric mean with equal weights, brevity penalty against the
+    reference length closest to the hypothesis. Zero counts are smoothed to 0.1 (like NLTK's ``method1``, which the
+    Texygen self-BLEU uses), so one missing 4-gram does not zero the score.
+    """
+    _check_positive_int("max_n", max_n)
+    hypothesis = list(hypothesis)
+    if not hypothesis or not references:
+        return 0.0
+    log_precision = 0.0
+    for n in range(1, max_n + 1):
+        counts = Counter(_ngrams(hypothesis, n))
+        total = sum(counts.values())
+        if total == 0:
+            return 0.0
+        best_ref = Counter()
+        for ref in references:
+            best_ref |= Counter(_ngrams(list(ref), n))  # | keeps the max count per n-gram
+        matches = sum(min(c, best_ref[g]) for g, c in counts.items())
+        log_precision += math.log((matches or 0.1) / total) / max_n
+    closest = min((abs(len(r) - len(hypothesis)), len(r)) for r in references)[1]
+    brevity = 1.0 if len(hypothesis) > closest else math.exp(1 - closest / len(hypothesis))
+    return brevity * math.exp(log_precision)
+
+
+def self_bleu(generations: Sequence[Sequence[int]], max_n: int = 4) -> float:
+    """Mean BLEU of each generation against all the others (Zhu et al., 2018): high = the texts look alike."""
+    _check_generations(generations)
+    if len(generations) < 2:
+        raise ValueError("self_bleu needs at least 2 generations")
+    scores = [bleu(g, [o for j, o in enumerate(generations) if j != i], max_n) for i, g in enumerate(generations)]
+    return sum(scores) / len(scores)
+
+
+def perplexity_from_logprobs(logprobs: Sequence[Sequence[float]]) -> float:
+    """exp(-mean log-probability) over every token of every row (rows weighted by their length)."""
+    flat = [lp for row in logprobs for lp in row]
+    if not flat:
+        raise ValueError("perplexity needs at least one token's log-probability")
+    return math.exp(-sum(flat) / len(flat))
+
+
+@torch.inference_mode()
+def token_logprobs(model, ids: Sequence[int], prefix_len: int = 1) -> list[float]:
+    """log P(ids[t] | ids[:t]) for t = prefix_len .. len(ids) - 1, from one forward pass without a cache."""
+    ids = [int(i) for i in ids]
+    if isinstance(prefix_len, bool) or not isinstance(prefix_len, int) or not 1 <= prefix_len < len(ids):
+        raise ValueError(f"prefix_len must lie in [1, {len(ids) - 1}] (tokens to condition on), got {prefix_len!r}")
+    tensor = torch.tensor([ids], device=model.device)
+    logp = torch.log_softmax(model(tensor)[0, :-1].float(), dim=-1)
+    picked = logp.gather(1, tensor[0, 1:, None])[:, 0]
+    return picked[prefix_len - 1:].tolist()
+
+
+def perplexity(model, ids: Sequence[int], prefix_len: int = 1) -> float:
+    """Perplexity of ``ids[prefix_len:]`` given everything before it: exp of the mean negative log-likelihood."""
+    return perplexity_from_logprobs([token_logprobs(model, ids, prefix_len)])
+
+
+def sequence_logprob(step_logits: torch.Tensor, token_ids: Sequence[int] | torch.Tensor) -> float:
+    """Chain rule: sum over t of log softmax(step_logits[t])[token_ids[t]]; ``step_logits`` has shape [T, vocab]."""
+    if not isinstance(step_logits, torch.Tensor) or not step_logits.is_floating_point() or step_logits.dim() != 2:
+        raise ValueError("step_logits must be a floating-point tensor of shape [steps, vocab]")
+    ids = torch.as_tensor(token_ids, dtype=torch.long, device=step_logits.device)
+    if ids.shape != step_logits.shape[:1]:
+        raise ValueError(f"token_ids must hold one id per step ({step_logits.shape[0]}), got shape {tuple(ids.shape)}")
+    logp = torch.log_softmax(step_logits.float(), dim=-1)
+    return float(logp.gather(1, ids[:, None]).sum())
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy in nats of softmax(logits) over the last dimension; tokens at -inf contribute 0."""
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point() or logits.dim() == 0:
+        raise ValueError("logits must be a floating-point tensor of shape [..., vocab]")
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return -(logp.exp() * logp.nan_to_num(neginf=0.0)).sum(-1)
+
+
+def tail_mass(logits: torch.Tensor, ks: Sequence[int]) -> torch.Tensor:
+    """Probability mass outside the ``k`` most likely tokens, for each k in ``ks``: shape ``[..., len(ks)]``."""
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point() or logits.dim() == 0:
+        raise ValueError("logits must be a floating-point tensor of shape [..., vocab]")
+    vocab = logits.shape[-1]
+    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= vocab for k in ks):
+        raise ValueError(f"ks must be a non-empty list of integers in [1, {vocab}], got {ks!r}")
+    sorted_probs = torch.sort(torch.softmax(logits.float(), dim=-1), dim=-1, descending=True).values
+    head = torch.cumsum(sorted_probs, dim=-1)[..., [k - 1 for k in ks]]
+    return (1 - head).clamp(min=0)

@@ -1,0 +1,124 @@
+"""generate(): cached == uncached, batches with padding and per-row EOS, beams, seeds, streaming, argument checks."""
+import pytest
+import torch
+
+from course_utils import LlamaModel
+from course_utils.generation import NO_EOS, beam_search, generate, text_streamer
+from course_utils.sampling import SamplingConfig, repetition_penalty
+
+PROMPTS = [[5, 17, 42, 8, 9], [11, 3], [60, 61, 62]]
+
+
+@pytest.fixture
+def tiny_model(tiny_config):
+    """A random tiny model with an untied, small output head: varied, non-degenerate next-token distributions
+    (with tied random embeddings it would almost surely repeat the last token forever)."""
+    torch.manual_seed(0)
+    tiny_config.tie_embeddings = False
+    model = LlamaModel(tiny_config).eval()
+    with torch.no_grad():
+        model.lm_head.weight.normal_(0, 0.4)
+    return model
+
+
+@torch.no_grad()
+def greedy_without_cache(model, prompt, steps, penalty=1.0):
+    """Reference: recompute the whole sequence every step, take the argmax of the (penalised) last logits."""
+    ids, logprobs = list(prompt), []
+    for _ in range(steps):
+        logits = model(torch.tensor([ids]))[0, -1]
+        choice = repetition_penalty(logits, ids, penalty).argmax()
+        logprobs.append(float(torch.log_softmax(logits, -1)[choice]))
+        ids.append(int(choice))
+    return ids[len(prompt):], logprobs
+
+
+def test_cached_batched_greedy_equals_uncached_loop(tiny_model):
+    result = generate(tiny_model, PROMPTS, max_new_tokens=12, eos_id=NO_EOS)
+    for prompt, tokens, logprobs in zip(PROMPTS, result.tokens, result.logprobs):
+        expected_tokens, expected_logprobs = greedy_without_cache(tiny_model, prompt, 12)
+        assert tokens == expected_tokens
+        assert logprobs == pytest.approx(expected_logprobs, abs=1e-4)
+    assert result.finished == [False] * 3 and result.texts is None
+
+
+def test_repetition_penalty_in_padded_batch_matches_reference(tiny_model):
+    result = generate(tiny_model, PROMPTS, max_new_tokens=10, eos_id=NO_EOS,
+                      sampling=SamplingConfig(temperature=0, repetition_penalty=1.8))
+    for prompt, tokens in zip(PROMPTS, result.tokens):
+        assert tokens == greedy_without_cache(tiny_model, prompt, 10, penalty=1.8)[0]
+
+
+def test_rows_stop_at_their_own_eos(tiny_model):
+    free = generate(tiny_model, PROMPTS[:2], max_new_tokens=15, eos_id=NO_EOS).tokens
+    first = [{t: row.index(t) for t in reversed(row)} for row in free]  # token -> first position
+    eos = next(t for t in first[0] if first[1].get(t, 99) != first[0][t] and first[0][t] < 14)
+    result = generate(tiny_model, PROMPTS[:2], max_new_tokens=15, eos_id=eos)
+    stops = [f.get(eos) for f in first]
+    assert stops[0] != stops[1]
+    for row, free_row, stop, done in zip(result.tokens, free, stops, result.finished):
+        if stop is None:
+            assert row == free_row and not done
+        else:
+            assert row == free_row[:stop + 1] and row[-1] == eos and done
+    assert len(result.logprobs[0]) == len(result.tokens[0])
+
+
+def test_beam_search_with_one_beam_is_greedy(tiny_model):
+    greedy = generate(tiny_model, PROMPTS, max_new_tokens=10, eos_id=NO_EOS)
+    beam = beam_search(tiny_model, PROMPTS, num_beams=1, max_new_tokens=10, eos_id=NO_EOS)
+    assert beam.tokens == greedy.tokens
+    assert beam.total_logprobs == pytest.approx(greedy.total_logprobs, abs=1e-4)
+
+
+def test_beam_scores_are_the_chain_rule_of_the_returned_beam(tiny_model):
+    result = generate(tiny_model, PROMPTS, max_new_tokens=8, num_beams=3, length_penalty=0.0, eos_id=NO_EOS)
+    for prompt, tokens, score in zip(PROMPTS, result.tokens, result.scores):
+        logits = tiny_model(torch.tensor([prompt + tokens]))[0, len(prompt) - 1:-1].detach()
+        chain = torch.log_softmax(logits, -1).gather(1, torch.tensor(tokens)[:, None]).sum()
+        assert score == pytest.approx(float(chain), abs=1e-3)
+    greedy = generate(tiny_model, PROMPTS, max_new_tokens=8, eos_id=NO_EOS)
+    assert sum(result.scores) >= sum(greedy.total_logprobs) - 1e-4
+
+
+def test_same_seed_same_sample_and_stream_sees_every_step(tiny_model):
+    config = SamplingConfig(top_p=0.95)
+    a = generate(tiny_model, PROMPTS, max_new_tokens=10, sampling=config, seed=7, eos_id=NO_EOS)
+    b = generate(tiny_model, PROMPTS, max_new_tokens=10, sampling=config, seed=7, eos_id=NO_EOS)
+    c = generate(tiny_model, PROMPTS, max_new_tokens=10, sampling=config, seed=8, eos_id=NO_EOS)
+    assert a.tokens == b.tokens and a.tokens != c.tokens
+    seen = []
+    generate(tiny_model, PROMPTS, max_new_tokens=10, sampling=config, seed=7, eos_id=NO_EOS, stream=seen.append)
+    assert [list(step) for step in zip(*a.tokens)] == seen
+
+
+class FakeTokenizer:
+    eos_id = 2
+
+    def encode(self, text):
+        return [ord(c) % 90 + 5 for c in text]
+
+    def decode(self, ids):
+        return "".join(chr(65 + i % 26) for i in ids)
+
+
+def test_string_prompts_and_text_streamer(tiny_model):
+    tok = FakeTokenizer()
+    pieces = []
+    result = generate(tiny_model, ["hello", "a longer prompt"], max_new_tokens=6, tokenizer=tok,
+                      stream=text_streamer(tok, row=1, write=pieces.append))
+    assert result.texts == [tok.decode(r[:-1] if f else r) for r, f in zip(result.tokens, result.finished)]
+    assert "".join(pieces) == result.texts[1]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(prompts=["text"]), "tokenizer"), (dict(prompts=[]), "non-empty"), (dict(prompts=[[]]), "at least one"),
+    (dict(max_new_tokens=0), ">= 1"), (dict(num_beams=0), ">= 1"), (dict(seed=-1), ">= 0"),
+    (dict(eos_id=500), r"\[0, 96\]"), (dict(sampling="greedy"), "SamplingConfig"),
+    (dict(num_beams=2, sampling=SamplingConfig()), "num_beams=1"),
+    (dict(num_beams=2, length_penalty=float("nan")), "finite"), (dict(max_new_tokens=200), "context length"),
+])
+def test_invalid_arguments_raise(tiny_model, kwargs, message):
+    kwargs = {"prompts": PROMPTS, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        generate(tiny_model, **kwargs)

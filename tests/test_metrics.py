@@ -1,0 +1,74 @@
+"""Text metrics: loops, distinct-n, BLEU/self-BLEU, perplexity (cached generate == uncached scoring), entropy, tails."""
+import math
+
+import pytest
+import torch
+
+from course_utils import LlamaModel
+from course_utils.generation import NO_EOS, generate
+from course_utils.metrics import (bleu, distinct_n, ends_in_loop, entropy, perplexity, perplexity_from_logprobs,
+                                  repetition_share, self_bleu, sequence_logprob, tail_mass, token_logprobs)
+
+
+def test_loop_detection():
+    assert ends_in_loop([1, 2, 3] + [7, 8, 9] * 4)
+    assert ends_in_loop([4, 5] + [6] * 12)
+    assert not ends_in_loop([4, 5] + [6] * 11)  # shorter than min_span
+    assert not ends_in_loop(list(range(40)))
+    assert not ends_in_loop([7, 8, 9] * 5 + [2])  # stopped at EOS after a loop: not stuck at the end
+    assert repetition_share([[1] * 20, list(range(20)), [3, 4] * 10, [5]]) == 0.5
+
+
+def test_distinct_n():
+    assert distinct_n([[1, 2, 3, 4]], 2) == 1.0
+    assert distinct_n([[1, 2, 1, 2, 1]], 2) == 0.5  # (1,2),(2,1),(1,2),(2,1)
+    assert distinct_n([[1, 2], [1, 2]], 1) == 0.5
+    assert distinct_n([[1]], 3) == 0.0
+
+
+def test_bleu_and_self_bleu():
+    text = list(range(10))
+    assert bleu(text, [text]) == pytest.approx(1.0)
+    smoothed = math.exp(sum(math.log(0.1 / count) for count in (10, 9, 8, 7)) / 4)  # no n-gram matches at all
+    assert bleu(text, [list(range(100, 110))]) == pytest.approx(smoothed)
+    assert bleu(text[:5], [text]) == pytest.approx(math.exp(1 - 10 / 5))  # brevity penalty only
+    assert self_bleu([text, text, text]) == pytest.approx(1.0)
+    assert self_bleu([[1, 2, 3, 4, 5], [6, 7, 8, 9, 10], [11, 12, 13, 14, 15]]) < 0.15
+
+
+def test_perplexity_from_generate_matches_uncached_scoring(tiny_config):
+    torch.manual_seed(0)
+    tiny_config.tie_embeddings = False
+    model = LlamaModel(tiny_config).eval()
+    with torch.no_grad():
+        model.lm_head.weight.normal_(0, 0.4)
+    prompt = [5, 17, 42, 8]
+    result = generate(model, [prompt], max_new_tokens=10, eos_id=NO_EOS)
+    full = prompt + result.tokens[0]
+    assert token_logprobs(model, full, len(prompt)) == pytest.approx(result.logprobs[0], abs=1e-4)
+    assert perplexity(model, full, len(prompt)) == pytest.approx(perplexity_from_logprobs(result.logprobs), rel=1e-4)
+    step_logits = model(torch.tensor([full]))[0, len(prompt) - 1:-1].detach()
+    assert sequence_logprob(step_logits, result.tokens[0]) == pytest.approx(result.total_logprobs[0], abs=1e-3)
+
+
+def test_perplexity_of_uniform_model_is_vocab_size():
+    assert perplexity_from_logprobs([[math.log(1 / 50)] * 7]) == pytest.approx(50)
+
+
+def test_entropy_and_tail_mass():
+    assert float(entropy(torch.zeros(64))) == pytest.approx(math.log(64))
+    assert float(entropy(torch.tensor([0.0, float("-inf"), float("-inf")]))) == 0.0
+    logits = torch.tensor([0.5, 0.25, 0.125, 0.125]).log()
+    assert tail_mass(logits, [1, 2, 4]).tolist() == pytest.approx([0.5, 0.25, 0.0])
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: ends_in_loop([1], max_period=0), ">= 1"), (lambda: distinct_n([[1, 2]], 0), ">= 1"),
+    (lambda: distinct_n([], 2), "non-empty"), (lambda: self_bleu([[1, 2]]), "at least 2"),
+    (lambda: tail_mass(torch.zeros(5), [6]), r"\[1, 5\]"), (lambda: perplexity_from_logprobs([[]]), "at least one"),
+    (lambda: sequence_logprob(torch.zeros(3, 5), [1, 2]), "one id per step"),
+    (lambda: token_logprobs(None, [1, 2], 2), r"\[1, 1\]"),
+])
+def test_invalid_arguments_raise(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
