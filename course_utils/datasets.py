@@ -1,0 +1,118 @@
+"""A generated fine-tuning task: rewrite a date written in some everyday style as ISO 8601 (YYYY-MM-DD).
+
+Example: "Convert the date to ISO 8601: the 3rd of March 2021" -> "2021-03-03". The generator is seeded, every
+example's answer is computed (never hand-written), and the train and test splits never share a calendar date, so a
+correct answer on the test split cannot come from memorising a training pair.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+from .paths import DATA_DIR
+
+INSTRUCTION = "Convert the date to ISO 8601:"
+SYSTEM_PROMPT = "You convert dates."  # short, so training sequences stay short (the default one is 3x longer)
+DATE_STYLES = ("ordinal", "us_long", "day_month", "abbrev", "weekday", "dotted")
+FIRST_DAY = date(1950, 1, 1)
+LAST_DAY = date(2049, 12, 31)
+DATES_DIR = DATA_DIR / "dates"
+SAMPLE_SEED = 0
+SAMPLE_SIZES = {"train": 1000, "test": 300}
+
+
+@dataclass(frozen=True)
+class DateExample:
+    """One task example: the prompt text for the user turn, the expected answer, and the style used."""
+
+    prompt: str
+    answer: str
+    style: str
+
+
+def ordinal(day: int) -> str:
+    """1 -> '1st', 2 -> '2nd', 3 -> '3rd', 11 -> '11th', 22 -> '22nd'."""
+    if not 1 <= day <= 31:
+        raise ValueError(f"day must lie in [1, 31], got {day}")
+    suffix = "th" if 11 <= day % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+    return f"{day}{suffix}"
+
+
+def render_date(day: date, style: str) -> str:
+    """The date written in one of ``DATE_STYLES`` (English month names, unambiguous day/month order)."""
+    month, short = day.strftime("%B"), day.strftime("%b")
+    styles = {
+        "ordinal": f"the {ordinal(day.day)} of {month} {day.year}",
+        "us_long": f"{month} {day.day}, {day.year}",
+        "day_month": f"{day.day} {month} {day.year}",
+        "abbrev": f"{short} {day.day} {day.year}",
+        "weekday": f"{day.strftime('%A')}, {day.day} {month} {day.year}",
+        "dotted": f"{day.day:02d}.{day.month:02d}.{day.year} (day.month.year)",
+    }
+    if style not in styles:
+        raise ValueError(f"unknown date style {style!r}; allowed: {DATE_STYLES}")
+    return styles[style]
+
+
+def make_example(day: date, style: str) -> DateExample:
+    """The prompt for ``day`` written in ``style`` and its ISO 8601 answer."""
+    return DateExample(prompt=f"{INSTRUCTION} {render_date(day, style)}", answer=day.isoformat(), style=style)
+
+
+def make_date_splits(n_train: int, n_test: int, seed: int = 0) -> tuple[list[DateExample], list[DateExample]]:
+    """Seeded train and test examples over 1950-2049 whose calendar dates are disjoint; styles drawn uniformly."""
+    span = (LAST_DAY - FIRST_DAY).days + 1
+    for name, value in (("n_train", n_train), ("n_test", n_test)):
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    if n_train + n_test > span:
+        raise ValueError(f"n_train + n_test must be at most {span} (one example per calendar date)")
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    rng = random.Random(seed)
+    offsets = rng.sample(range(span), n_train + n_test)
+    examples = [make_example(FIRST_DAY + timedelta(days=offset), rng.choice(DATE_STYLES)) for offset in offsets]
+    return examples[n_test:], examples[:n_test]
+
+
+def save_jsonl(examples: list[DateExample], path: str | os.PathLike) -> None:
+    """Write examples as JSON lines (to a temporary file first, then renamed, so a crash leaves no half file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as handle:
+        for example in examples:
+            handle.write(json.dumps(asdict(example), ensure_ascii=False) + "\n")
+    os.replace(handle.name, path)
+
+
+def load_jsonl(path: str | os.PathLike) -> list[DateExample]:
+    """Read examples written by ``save_jsonl``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no such file: {path}; regenerate it with `python -m course_utils.datasets`")
+    with open(path, encoding="utf-8") as handle:
+        return [DateExample(**json.loads(line)) for line in handle if line.strip()]
+
+
+def sample_paths() -> dict[str, Path]:
+    """Where the committed sample of each split lives."""
+    return {split: DATES_DIR / f"{split}.jsonl" for split in SAMPLE_SIZES}
+
+
+def write_sample() -> dict[str, Path]:
+    """Regenerate the committed sample in data/dates/ from the seeded generator."""
+    train, test = make_date_splits(SAMPLE_SIZES["train"], SAMPLE_SIZES["test"], seed=SAMPLE_SEED)
+    paths = sample_paths()
+    save_jsonl(train, paths["train"])
+    save_jsonl(test, paths["test"])
+    return paths
+
+
+if __name__ == "__main__":
+    for split, written in write_sample().items():
+        print(f"{split}: {written}")

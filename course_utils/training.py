@@ -1,0 +1,202 @@
+"""A small, readable training loop for chat fine-tuning: the loss counts answer tokens only.
+
+Each example is a (prompt, answer) pair rendered with the model's chat template. Labels equal the input ids on the
+answer tokens (including the end-of-turn token, so the model learns to stop) and ``IGNORE_INDEX`` elsewhere.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .device import seed_everything
+from .generation import generate
+
+IGNORE_INDEX = -100
+
+
+def chat_messages(prompt: str, system: str | None = None) -> list[dict]:
+    """The user turn ``prompt``, preceded by a ``system`` turn when one is given (else the template's default)."""
+    if not isinstance(prompt, str) or not prompt:
+        raise ValueError("prompt must be a non-empty string")
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+
+
+def prompt_ids(tokenizer, prompt: str, system: str | None = None) -> list[int]:
+    """Token ids of the chat up to and including the assistant header: what the model continues."""
+    return tokenizer.apply_chat_template(chat_messages(prompt, system), add_generation_prompt=True)
+
+
+def encode_example(tokenizer, prompt: str, answer: str, system: str | None = None) -> tuple[list[int], list[int]]:
+    """Token ids of the chat (user ``prompt``, assistant ``answer``) and labels that keep only the answer tokens.
+
+    The answer span is the assistant's text plus its end-of-turn token; the template's trailing newline is dropped.
+    """
+    if not isinstance(answer, str) or not answer:
+        raise ValueError("answer must be a non-empty string")
+    messages = chat_messages(prompt, system)
+    prefix = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": answer}],
+                                         add_generation_prompt=False)
+    if full[:len(prefix)] != prefix:
+        raise ValueError("the chat template does not extend the prompt by the answer; cannot locate answer tokens")
+    end = full.index(tokenizer.eos_id, len(prefix)) + 1  # keep the answer's end-of-turn token
+    ids = full[:end]
+    labels = [IGNORE_INDEX] * len(prefix) + ids[len(prefix):]
+    return ids, labels
+
+
+def collate(examples: Sequence[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad (ids, labels) pairs into two [B, T] tensors; padded labels are ignored.
+
+    Right padding needs no attention mask: with causal attention a real token never looks at later (padded) ones.
+    """
+    if not examples:
+        raise ValueError("collate needs at least one example")
+    width = max(len(ids) for ids, _ in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    for row, (example_ids, example_labels) in enumerate(examples):
+        ids[row, :len(example_ids)] = torch.tensor(example_ids)
+        labels[row, :len(example_labels)] = torch.tensor(example_labels)
+    return ids, labels
+
+
+def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over positions whose label is not ``IGNORE_INDEX``.
+
+    The logits at position t predict the token at t + 1, hence the shift by one.
+    """
+    if logits.shape[:2] != labels.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} disagree on [batch, time]")
+    targets = labels[:, 1:]
+    if not (targets != IGNORE_INDEX).any():
+        raise ValueError("no answer tokens to learn from: every label is ignored")
+    predictions = logits[:, :-1]
+    return F.cross_entropy(predictions.reshape(-1, predictions.shape[-1]).float(), targets.reshape(-1),
+                           ignore_index=IGNORE_INDEX)
+
+
+def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on CUDA, nothing (float32) elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of ``train``. The learning rate is constant; gradients are clipped to ``max_grad_norm``."""
+
+    steps: int
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    eval_every: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not self.lr > 0:
+            raise ValueError(f"TrainConfig.lr must be positive, got {self.lr!r}")
+        if self.weight_decay < 0 or not self.max_grad_norm > 0:
+            raise ValueError("TrainConfig.weight_decay must be >= 0 and max_grad_norm > 0")
+        if not isinstance(self.eval_every, int) or self.eval_every < 0:
+            raise ValueError(f"TrainConfig.eval_every must be an integer >= 0 (0 = never), got {self.eval_every!r}")
+
+
+@dataclass
+class TrainHistory:
+    """Loss after every step, evaluation results by step, and the wall time spent."""
+
+    losses: list[float] = field(default_factory=list)
+    evals: dict[int, dict] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def seconds_per_step(self) -> float:
+        return self.seconds / max(len(self.losses), 1)
+
+
+def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters that will be updated; raises if there are none."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters (everything is frozen)")
+    return params
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, ids: torch.Tensor, labels: torch.Tensor,
+               max_grad_norm: float) -> float:
+    """One optimisation step on one batch: forward, masked loss, backward, clip, update. Returns the loss."""
+    device = model.device if hasattr(model, "device") else next(model.parameters()).device
+    ids, labels = ids.to(device), labels.to(device)
+    with autocast_for(device):
+        logits = model(ids)
+    loss = masked_lm_loss(logits, labels)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(loss.detach())
+
+
+def train(model: nn.Module, examples: Sequence[tuple[list[int], list[int]]], config: TrainConfig, pad_id: int,
+          evaluate: Callable[[nn.Module], dict] | None = None, progress: bool = True) -> TrainHistory:
+    """Train the model's trainable parameters with AdamW on batches drawn (seeded) from ``examples``.
+
+    ``evaluate(model)`` runs every ``config.eval_every`` steps (and after the last step) in eval mode.
+    The model is left in eval mode.
+    """
+    if len(examples) < config.batch_size:
+        raise ValueError(f"need at least batch_size={config.batch_size} examples, got {len(examples)}")
+    generator = seed_everything(config.seed)
+    optimizer = torch.optim.AdamW(trainable_parameters(model), lr=config.lr, weight_decay=config.weight_decay)
+    history = TrainHistory()
+    order = torch.randperm(len(examples), generator=generator).tolist()
+    start = time.perf_counter()
+    bar = tqdm(range(1, config.steps + 1), desc="training", disable=not progress)
+    for step in bar:
+        if len(order) < config.batch_size:  # a new epoch: reshuffle
+            order = torch.randperm(len(examples), generator=generator).tolist()
+        batch, order = [examples[i] for i in order[:config.batch_size]], order[config.batch_size:]
+        model.train()
+        loss = train_step(model, optimizer, *collate(batch, pad_id), config.max_grad_norm)
+        history.losses.append(loss)
+        bar.set_postfix(loss=f"{loss:.3f}")
+        if evaluate is not None and ((config.eval_every and step % config.eval_every == 0) or step == config.steps):
+            model.eval()
+            history.evals[step] = evaluate(model)
+    model.eval()
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+@torch.no_grad()
+def greedy_answers(model: nn.Module, tokenizer, prompts: Sequence[str], system: str | None = None,
+                   max_new_tokens: int = 16, batch_size: int = 64) -> list[str]:
+    """The model's greedy chat answer to each prompt (KV-cached, batched with left padding), stripped."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    answers = []
+    for start in range(0, len(prompts), batch_size):
+        rows = [prompt_ids(tokenizer, p, system) for p in prompts[start:start + batch_size]]
+        result = generate(model, rows, max_new_tokens=max_new_tokens, tokenizer=tokenizer, eos_id=tokenizer.eos_id)
+        answers.extend(text.strip() for text in result.texts)
+    return answers
+
+
+def exact_match(predictions: Sequence[str], answers: Sequence[str]) -> float:
+    """Fraction of predictions equal to their answer (after stripping whitespace)."""
+    if len(predictions) != len(answers) or not answers:
+        raise ValueError(f"need equally many predictions and answers (> 0), got {len(predictions)} and {len(answers)}")
+    return sum(p.strip() == a.strip() for p, a in zip(predictions, answers)) / len(answers)

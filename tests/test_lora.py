@@ -1,0 +1,161 @@
+"""LoRA: exact start at the base model, only A and B train, merge/unmerge, adapter files, argument checks."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from course_utils.lora import (ALL_LINEAR_TARGETS, LoRAConv2d, LoRALinear, add_lora, count_parameters,
+                               load_adapter, lora_modules, merge_lora, save_adapter, unmerge_lora)
+
+
+def _ids(config, batch=2, steps=12, seed=1):
+    return torch.randint(0, config.vocab_size, (batch, steps), generator=torch.Generator().manual_seed(seed))
+
+
+def _randomise_b(model, seed=3):
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in lora_modules(model).values():
+            module.lora_B.copy_(torch.randn(module.lora_B.shape, generator=generator) * 0.1)
+
+
+def test_paper_shapes_and_initialisation():
+    layer = LoRALinear(nn.Linear(48, 20, bias=False), r=4, alpha=8)
+    assert layer.lora_A.shape == (4, 48)  # A: r x k (k = inputs)
+    assert layer.lora_B.shape == (20, 4)  # B: d x r (d = outputs)
+    assert torch.count_nonzero(layer.lora_B) == 0 and torch.count_nonzero(layer.lora_A) == 4 * 48
+    assert layer.scaling == 2.0
+    assert layer.delta_weight().shape == layer.base.weight.shape
+
+
+def test_fresh_adapter_leaves_logits_identical(tiny_model, tiny_config):
+    ids = _ids(tiny_config)
+    with torch.no_grad():
+        before = tiny_model(ids)
+    add_lora(tiny_model, targets=ALL_LINEAR_TARGETS, r=4, alpha=8)
+    with torch.no_grad():
+        after = tiny_model(ids)
+    assert torch.equal(before, after)
+
+
+def test_only_a_and_b_receive_gradients(tiny_model, tiny_config):
+    add_lora(tiny_model, targets=("q_proj", "v_proj"), r=2, alpha=4)
+    tiny_model(_ids(tiny_config)).logsumexp(-1).mean().backward()
+    trained = {name for name, p in tiny_model.named_parameters() if p.grad is not None}
+    expected = {f"layers.{i}.self_attn.{proj}.lora_{part}" for i in range(tiny_config.n_layers)
+                for proj in ("q_proj", "v_proj") for part in "AB"}
+    assert trained == expected
+    assert all(not p.requires_grad for name, p in tiny_model.named_parameters() if "lora_" not in name)
+    count = count_parameters(tiny_model)
+    per_layer = 2 * (tiny_config.dim + 32) + 2 * (tiny_config.dim + 16)  # r * (k + d) for q (32 out) and v (16 out)
+    assert count.trainable == tiny_config.n_layers * per_layer
+
+
+def test_merge_equals_unmerged_and_unmerge_restores(tiny_model, tiny_config):
+    original = {name: p.detach().clone() for name, p in tiny_model.named_parameters()}
+    add_lora(tiny_model, targets=ALL_LINEAR_TARGETS, r=4, alpha=8)
+    _randomise_b(tiny_model)
+    ids = _ids(tiny_config)
+    with torch.no_grad():
+        unmerged = tiny_model(ids)
+        assert merge_lora(tiny_model) == 7 * tiny_config.n_layers
+        merged = tiny_model(ids)
+        relative = (merged - unmerged).norm() / unmerged.norm()
+        assert relative <= 1e-5
+        unmerge_lora(tiny_model)
+    for name, p in tiny_model.named_parameters():
+        base_name = name.replace(".base.", ".")
+        if base_name in original:
+            torch.testing.assert_close(p, original[base_name], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="not merged"):
+        unmerge_lora(tiny_model)
+
+
+def test_adapter_changes_output_once_b_moves(tiny_model, tiny_config):
+    ids = _ids(tiny_config)
+    with torch.no_grad():
+        before = tiny_model(ids)
+        add_lora(tiny_model, r=2, alpha=4)
+        _randomise_b(tiny_model)
+        assert not torch.allclose(before, tiny_model(ids))
+
+
+def test_save_load_round_trip(tiny_model, tiny_config, tmp_path):
+    add_lora(tiny_model, targets=("q_proj", "down_proj"), r=3, alpha=6)
+    _randomise_b(tiny_model)
+    ids = _ids(tiny_config)
+    with torch.no_grad():
+        expected = tiny_model(ids)
+    save_adapter(tiny_model, tmp_path / "adapter")
+    assert sorted(p.name for p in (tmp_path / "adapter").iterdir()) == ["adapter.safetensors", "adapter_config.json"]
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert config["base_model"] == "tiny-test" and config["r"] == 3 and config["targets"] == ["down_proj", "q_proj"]
+    torch.manual_seed(0)
+    from course_utils.model import LlamaModel
+    fresh = LlamaModel(tiny_config).eval()
+    fresh.load_state_dict({k.replace(".base.", "."): v for k, v in tiny_model.state_dict().items()
+                           if "lora_" not in k})
+    loaded = load_adapter(fresh, tmp_path / "adapter", seed=99)  # another seed: A must come from the file
+    assert len(loaded) == 2 * tiny_config.n_layers
+    with torch.no_grad():
+        assert torch.equal(fresh(ids), expected)
+
+
+def test_mismatched_adapter_is_refused(tiny_model, tiny_config, tmp_path):
+    from course_utils.model import LlamaModel, ModelConfig
+    add_lora(tiny_model, r=2, alpha=4)
+    save_adapter(tiny_model, tmp_path / "a")
+    other_name = LlamaModel(ModelConfig(**{**tiny_config.to_dict(), "name": "another-model"}))
+    with pytest.raises(ValueError, match="trained on base model 'tiny-test'"):
+        load_adapter(other_name, tmp_path / "a")
+    wider = LlamaModel(ModelConfig(**{**tiny_config.to_dict(), "dim": 48, "n_heads": 4}))
+    with pytest.raises(ValueError, match=r"weight shape \[48, 48\], the adapter expects \[32, 32\]"):
+        load_adapter(wider, tmp_path / "a")
+    other_rank = LlamaModel(tiny_config)
+    add_lora(other_rank, r=4, alpha=4)
+    with pytest.raises(ValueError, match="differ from the adapter"):
+        load_adapter(other_rank, tmp_path / "a")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"r": 0}, "rank r must be a positive integer"),
+    ({"r": 2.5}, "rank r must be a positive integer"),
+    ({"alpha": 0}, "alpha must be a positive finite number"),
+    ({"alpha": float("inf")}, "alpha must be a positive finite number"),
+    ({"dropout": 1.0}, r"dropout must lie in \[0, 1\)"),
+    ({"dropout": -0.1}, r"dropout must lie in \[0, 1\)"),
+    ({"targets": ("q_proj", "qkv")}, r"unknown LoRA target\(s\) \['qkv'\]; allowed: \['down_proj'"),
+    ({"targets": ("lm_head",)}, r"unknown LoRA target"),
+    ({"targets": ()}, r"unknown LoRA target"),
+])
+def test_invalid_arguments_raise(tiny_model, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        add_lora(tiny_model, **kwargs)
+    assert not lora_modules(tiny_model)
+
+
+def test_layer_type_checks():
+    with pytest.raises(ValueError, match="wraps an nn.Linear"):
+        LoRALinear(nn.Conv2d(3, 4, 3), r=2, alpha=2)
+    with pytest.raises(ValueError, match="groups=1 only"):
+        LoRAConv2d(nn.Conv2d(4, 4, 3, groups=2), r=2, alpha=2)
+
+
+def test_conv_adapter_starts_exact_and_merges():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 3, stride=2))
+    images = torch.randn(2, 3, 10, 10)
+    with torch.no_grad():
+        before = net(images)
+        add_lora(net, targets=("0", "2"), r=2, alpha=4)
+        assert torch.equal(net(images), before)
+        _randomise_b(net)
+        unmerged = net(images)
+        merge_lora(net)
+        merged = net(images)
+    assert not torch.allclose(unmerged, before)
+    assert (merged - unmerged).norm() / unmerged.norm() <= 1e-5
+    assert isinstance(net[0], LoRAConv2d) and net[0].lora_A.shape == (2, 3, 3, 3) and net[0].lora_B.shape == (8, 2, 1, 1)
