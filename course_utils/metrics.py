@@ -20,11 +20,12 @@ def _check_positive_int(name: str, value: int) -> None:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
-def ends_in_loop(tokens: Sequence[int], max_period: int = 30, min_repeats: int = 3, min_span: int = 12) -> bool:
+def ends_in_loop(tokens: Sequence[int], max_period: int = 30, min_repeats: int = 2, min_span: int = 16) -> bool:
     """True when the text ends in a loop: its last ``max(min_repeats * p, min_span)`` tokens repeat with some period
     ``p <= max_period`` (the same block of ``p`` tokens over and over, e.g. "party-party-party-...").
 
-    ``min_span`` keeps short accidental runs (three newlines, "...") from counting as a loop.
+    With the defaults: a phrase of up to 30 tokens said at least twice in a row at the very end, the repeated stretch
+    covering at least 16 tokens. ``min_span`` keeps short accidental runs ("...", a few newlines) from counting.
     """
     for name, value in (("max_period", max_period), ("min_repeats", min_repeats), ("min_span", min_span)):
         _check_positive_int(name, value)

@@ -11,9 +11,12 @@ from course_utils.metrics import (bleu, distinct_n, ends_in_loop, entropy, perpl
 
 
 def test_loop_detection():
-    assert ends_in_loop([1, 2, 3] + [7, 8, 9] * 4)
-    assert ends_in_loop([4, 5] + [6] * 12)
-    assert not ends_in_loop([4, 5] + [6] * 11)  # shorter than min_span
+    assert ends_in_loop([1, 2, 3] + [7, 8, 9] * 6)
+    assert ends_in_loop([4, 5] + [6] * 16)
+    assert not ends_in_loop([4, 5] + [6] * 15)  # shorter than min_span
+    assert ends_in_loop([1] + list(range(10, 19)) * 2)  # a 9-token phrase said twice: 18 tokens
+    assert not ends_in_loop([1] + list(range(10, 17)) * 2)  # a 7-token phrase twice covers only 14
+    assert not ends_in_loop(list(range(10, 19)) * 3, min_repeats=4)
     assert not ends_in_loop(list(range(40)))
     assert not ends_in_loop([7, 8, 9] * 5 + [2])  # stopped at EOS after a loop: not stuck at the end
     assert repetition_share([[1] * 20, list(range(20)), [3, 4] * 10, [5]]) == 0.5
