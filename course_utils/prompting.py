@@ -1,0 +1,386 @@
+"""Prompting, measured: labelled tasks, prompt builders, answer extraction, option scoring and an evaluation loop.
+
+Every prompt is a list of chat messages rendered with the model's own chat template, plus an optional ``prefill``:
+text placed at the start of the assistant's turn (zero-shot chain-of-thought puts "Let's think step by step." there,
+as Kojima et al. 2022 put it after "A:"). Strategies:
+
+- ``zero-shot``: the task statement and the question in one user message.
+- ``few-shot``: ``k`` solved examples as earlier user/assistant turns, chosen and ordered by a seed.
+- ``expert``: zero-shot plus an identity in the system message.
+- ``few-shot-cot``: few-shot with worked reasoning in the example answers (Wei et al. 2022).
+- ``zero-shot-cot``: zero-shot with the assistant turn opened by "Let's think step by step." (Kojima et al. 2022).
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .generation import generate
+from .paths import DATA_DIR
+
+TASKS_DIR = DATA_DIR / "prompting"
+STRATEGIES = ("zero-shot", "few-shot", "expert", "few-shot-cot", "zero-shot-cot")
+COT_STRATEGIES = ("few-shot-cot", "zero-shot-cot")
+ANSWER_TYPES = ("option", "number", "pattern")
+ZERO_SHOT_COT_TRIGGER = "Let's think step by step."
+ANSWER_MARKER = "The answer is"
+_MARKER_RE = re.compile(r"answer is\s*:?", re.IGNORECASE)
+_NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One labelled question; ``reasoning`` (worked steps, without the final answer) is used by few-shot CoT."""
+
+    question: str
+    answer: str
+    reasoning: str | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """A labelled task: how to ask it, how to read answers, a pool of solved examples and the test items.
+
+    ``answer_format`` is the sentence that asks for a bare answer (used by the direct strategies only);
+    ``answer_type`` says how answers are extracted: ``option`` (one of ``options``), ``number`` or ``pattern``
+    (the first match of the regular expression ``answer_pattern``).
+    """
+
+    name: str
+    instruction: str
+    answer_format: str
+    expert: str
+    answer_type: str
+    examples: tuple[Item, ...]
+    items: tuple[Item, ...]
+    options: tuple[str, ...] = ()
+    answer_pattern: str | None = None
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """Chat messages plus text that opens the assistant's reply (``prefill``, often empty)."""
+
+    messages: tuple[dict, ...]
+    prefill: str = ""
+
+    def render(self, tokenizer) -> str:
+        """The prompt as text: the rendered chat template followed by the prefill."""
+        return tokenizer.render_chat(list(self.messages), add_generation_prompt=True) + self.prefill
+
+    def token_ids(self, tokenizer) -> list[int]:
+        """Token ids of the chat template (ending with the assistant header) followed by the prefill's ids."""
+        ids = tokenizer.apply_chat_template(list(self.messages), add_generation_prompt=True)
+        return ids + (tokenizer.encode(self.prefill) if self.prefill else [])
+
+
+# ----------------------------------------------------------------------------------------------- loading tasks
+_HEADER_KEYS = {"task", "instruction", "answer_format", "expert", "answer_type"}
+
+
+def load_task(path: str | os.PathLike) -> Task:
+    """Read a task from JSONL: line 1 is the header, every further line one item.
+
+    Header keys: ``task``, ``instruction``, ``answer_format``, ``expert``, ``answer_type`` (+ ``options`` for
+    ``option`` tasks, ``answer_pattern`` for ``pattern`` tasks). Item keys: ``split`` ("example" or "test"),
+    ``question``, ``answer`` and, for examples, ``reasoning``. Errors name the file and the line.
+    """
+    path = Path(path)
+    lines = [(number, text) for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+             if text.strip()]
+    if not lines:
+        raise ValueError(f"{path}: the task file is empty; line 1 must be a header with keys {sorted(_HEADER_KEYS)}")
+    records = []
+    for number, text in lines:
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}, line {number}: not valid JSON ({error.msg})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}, line {number}: expected a JSON object, got {type(record).__name__}")
+        records.append((number, record))
+    header = _check_header(path, *records[0])
+    examples, items = [], []
+    for number, record in records[1:]:
+        item, split = _parse_item(path, number, record, header)
+        (examples if split == "example" else items).append(item)
+    if not items:
+        raise ValueError(f"{path}: no test items (lines with \"split\": \"test\")")
+    return Task(name=header["task"], instruction=header["instruction"], answer_format=header["answer_format"],
+                expert=header["expert"], answer_type=header["answer_type"], examples=tuple(examples),
+                items=tuple(items), options=tuple(header.get("options", ())),
+                answer_pattern=header.get("answer_pattern"))
+
+
+def _check_header(path: Path, number: int, header: dict) -> dict:
+    missing = _HEADER_KEYS - header.keys()
+    if missing:
+        raise ValueError(f"{path}, line {number}: the header lacks {sorted(missing)}")
+    kind = header["answer_type"]
+    if kind not in ANSWER_TYPES:
+        raise ValueError(f"{path}, line {number}: answer_type must be one of {ANSWER_TYPES}, got {kind!r}")
+    if kind == "option" and len(header.get("options", ())) < 2:
+        raise ValueError(f"{path}, line {number}: an option task needs a list of at least 2 options")
+    if kind == "pattern":
+        try:
+            re.compile(header.get("answer_pattern") or "")
+        except re.error as error:
+            raise ValueError(f"{path}, line {number}: answer_pattern is not a valid regex ({error})") from None
+        if not header.get("answer_pattern"):
+            raise ValueError(f"{path}, line {number}: a pattern task needs answer_pattern")
+    return header
+
+
+def _parse_item(path: Path, number: int, record: dict, header: dict) -> tuple[Item, str]:
+    split = record.get("split")
+    if split not in ("example", "test"):
+        raise ValueError(f"{path}, line {number}: split must be 'example' or 'test', got {split!r}")
+    for key in ("question", "answer") + (("reasoning",) if split == "example" else ()):
+        if not isinstance(record.get(key), str) or not record[key].strip():
+            raise ValueError(f"{path}, line {number}: {key!r} must be a non-empty string")
+    if header["answer_type"] == "option" and record["answer"] not in header["options"]:
+        raise ValueError(f"{path}, line {number}: answer {record['answer']!r} is not one of {header['options']}")
+    return Item(record["question"], record["answer"], record.get("reasoning")), split
+
+
+def load_tasks(folder: str | os.PathLike = TASKS_DIR) -> dict[str, Task]:
+    """Every ``*.jsonl`` task in ``folder`` (default: the course's ``data/prompting``), by task name."""
+    paths = sorted(Path(folder).glob("*.jsonl"))
+    if not paths:
+        raise ValueError(f"no *.jsonl task files in {folder}")
+    return {task.name: task for task in map(load_task, paths)}
+
+
+# --------------------------------------------------------------------------------------------- prompt builders
+def select_examples(pool: tuple[Item, ...] | list[Item], k: int, seed: int) -> list[Item]:
+    """``k`` distinct examples from ``pool``, chosen AND ordered by ``seed`` (same seed, same list)."""
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= len(pool):
+        raise ValueError(f"k must be an integer in [0, {len(pool)}] (the pool size), got {k!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    return random.Random(seed).sample(list(pool), k)
+
+
+def user_message(instruction: str, question: str) -> dict:
+    """The user turn: the task statement, a blank line, the question."""
+    return {"role": "user", "content": f"{instruction}\n\n{question}"}
+
+
+def direct_instruction(task: Task) -> str:
+    """Task statement plus the request for a bare answer, as used by the direct strategies."""
+    return f"{task.instruction} {task.answer_format}"
+
+
+def cot_answer(item: Item) -> str:
+    """An example's chain-of-thought reply: its reasoning, then "The answer is X."."""
+    if not item.reasoning:
+        raise ValueError(f"example {item.question!r} has no reasoning; few-shot CoT needs worked examples")
+    return f"{item.reasoning} {ANSWER_MARKER} {item.answer}."
+
+
+def build_prompt(task: Task, strategy: str, question: str, k: int = 3, seed: int = 0,
+                 instruction: str | None = None) -> Prompt:
+    """The prompt of ``strategy`` (one of ``STRATEGIES``) for ``question``.
+
+    ``k`` and ``seed`` pick the examples of the few-shot strategies; ``instruction`` replaces the task's own
+    wording (for the direct strategies it replaces statement + answer format together).
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("question must be a non-empty string")
+    cot = strategy in COT_STRATEGIES
+    wording = instruction if instruction is not None else (task.instruction if cot else direct_instruction(task))
+    messages: list[dict] = []
+    if strategy == "expert":
+        messages.append({"role": "system", "content": task.expert})
+    if strategy in ("few-shot", "few-shot-cot"):
+        for example in select_examples(task.examples, k, seed):
+            messages.append(user_message(wording, example.question))
+            reply = cot_answer(example) if cot else example.answer
+            messages.append({"role": "assistant", "content": reply})
+    messages.append(user_message(wording, question))
+    prefill = ZERO_SHOT_COT_TRIGGER if strategy == "zero-shot-cot" else ""
+    return Prompt(tuple(messages), prefill)
+
+
+# ------------------------------------------------------------------------------------------- answer extraction
+def _answer_region(text: str) -> str:
+    """The text after the last "answer is" when the reply has one, else the whole reply."""
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a string, got {type(text).__name__}")
+    markers = list(_MARKER_RE.finditer(text))
+    return text[markers[-1].end():] if markers else text
+
+
+def canonical_number(text: str) -> str:
+    """"1,200" -> "1200", "6.0" -> "6", "-3.50" -> "-3.5": one spelling per value."""
+    value = text.replace(",", "")
+    if "." in value:
+        value = value.rstrip("0").rstrip(".")
+    return "0" if value in ("-0", "") else value
+
+
+def extract_number(text: str) -> str | None:
+    """The answer number of a reply: the first number after the last "answer is", else the LAST number.
+
+    Returns its canonical spelling (see ``canonical_number``) or None when the reply holds no number.
+    """
+    region = _answer_region(text)
+    numbers = _NUMBER_RE.findall(region)
+    if not numbers:
+        return None
+    chosen = numbers[0] if region is not text else numbers[-1]
+    return canonical_number(chosen.rstrip(","))
+
+
+def extract_option(text: str, options: tuple[str, ...] | list[str]) -> str | None:
+    """The option named first (case-insensitive, at a word start) after the last "answer is", else in the reply."""
+    if not options:
+        raise ValueError("options must be a non-empty list of labels")
+    region = _answer_region(text)
+    found = []
+    for option in options:
+        match = re.search(rf"\b{re.escape(option)}", region, re.IGNORECASE)
+        if match:
+            found.append((match.start(), -len(option), option))
+    return min(found)[2] if found else None
+
+
+def extract_pattern(text: str, pattern: str) -> str | None:
+    """The first match of ``pattern`` after the last "answer is", else in the whole reply; None when absent."""
+    match = re.search(pattern, _answer_region(text))
+    return match.group(0) if match else None
+
+
+def extract_answer(task: Task, text: str) -> str | None:
+    """The task's answer read from a model reply (None when the reply holds no answer of the right kind)."""
+    if task.answer_type == "option":
+        return extract_option(text, task.options)
+    if task.answer_type == "number":
+        return extract_number(text)
+    return extract_pattern(text, task.answer_pattern)
+
+
+def is_correct(task: Task, prediction: str | None, item: Item) -> bool:
+    """Exact match after canonical spelling (numbers) or case folding (options and patterns)."""
+    if prediction is None:
+        return False
+    if task.answer_type == "number":
+        return prediction == canonical_number(item.answer)
+    return prediction.casefold() == item.answer.casefold()
+
+
+# --------------------------------------------------------------------------------------------- option scoring
+@torch.inference_mode()
+def score_options(model, prompt_ids: list[int], options_ids: list[list[int]],
+                  length_normalize: bool = False) -> torch.Tensor:
+    """log P(option | prompt) for each option: the sum of its tokens' log-probabilities (mean if normalised).
+
+    The prompt is run once; its KV cache is copied for every option, and the options run as one right-padded batch
+    (causal attention means padding at the end cannot change the real positions before it).
+    """
+    if not prompt_ids:
+        raise ValueError("prompt_ids must hold at least one token")
+    if not options_ids or any(len(option) == 0 for option in options_ids):
+        raise ValueError("options_ids must be a non-empty list of non-empty token-id lists")
+    longest = max(len(option) for option in options_ids)
+    cache = model.new_cache(1, len(prompt_ids) + longest)
+    prompt = torch.tensor([prompt_ids], dtype=torch.long, device=model.device)
+    first_logp = torch.log_softmax(model(prompt, cache=cache, last_only=True)[0, -1], dim=-1)
+    firsts = torch.tensor([option[0] for option in options_ids], device=model.device)
+    totals = first_logp[firsts].clone()
+    if longest > 1:
+        rows = [option + [option[0]] * (longest - len(option)) for option in options_ids]  # pad with a real id
+        batch = torch.tensor(rows, dtype=torch.long, device=model.device)
+        cache.reorder(torch.zeros(len(rows), dtype=torch.long, device=model.device))
+        logp = torch.log_softmax(model(batch[:, :-1], cache=cache), dim=-1)  # position j predicts token j + 1
+        picked = logp.gather(2, batch[:, 1:, None])[..., 0]
+        lengths = torch.tensor([len(option) for option in options_ids], device=model.device)
+        real = torch.arange(1, longest, device=model.device)[None] < lengths[:, None]
+        totals = totals + (picked * real).sum(1)
+    if length_normalize:
+        totals = totals / torch.tensor([len(option) for option in options_ids], device=model.device)
+    return totals.float().cpu()
+
+
+def choose_option(model, tokenizer, prompt: Prompt, options: tuple[str, ...] | list[str],
+                  length_normalize: bool = False) -> tuple[str, torch.Tensor]:
+    """The option with the highest log-likelihood after ``prompt``, and every option's score."""
+    scores = score_options(model, prompt.token_ids(tokenizer), [tokenizer.encode(o) for o in options],
+                           length_normalize=length_normalize)
+    return options[int(scores.argmax())], scores
+
+
+# ------------------------------------------------------------------------------------------------- evaluation
+@dataclass
+class EvalResult:
+    """Accuracy, mean number of generated tokens and wall time of one strategy on one task."""
+
+    task: str
+    strategy: str
+    accuracy: float
+    mean_tokens: float
+    seconds: float
+    outputs: list[str] = field(repr=False)
+    predictions: list[str | None] = field(repr=False)
+    correct: list[bool] = field(repr=False)
+
+    def row(self) -> dict:
+        """A flat dict for a results table."""
+        return {"task": self.task, "strategy": self.strategy, "accuracy": self.accuracy,
+                "mean_tokens": self.mean_tokens, "seconds": self.seconds}
+
+
+def evaluate(model, tokenizer, task: Task, strategy: str, items: list[Item] | None = None, k: int = 3,
+             seed: int = 0, max_new_tokens: int = 16, batch_size: int = 8,
+             instruction: str | None = None) -> EvalResult:
+    """Generate greedily for every item with ``strategy``, extract the answers, and score them.
+
+    ``items`` defaults to the task's test items. ``mean_tokens`` counts the new tokens of each reply (the end-of-turn
+    token included when it was reached); ``seconds`` is the wall time of generation alone.
+    """
+    items = list(task.items if items is None else items)
+    if not items:
+        raise ValueError("items must be a non-empty list (None = the task's test items)")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    prompts = [build_prompt(task, strategy, item.question, k, seed, instruction).token_ids(tokenizer)
+               for item in items]
+    outputs, lengths, seconds = [], [], 0.0
+    for start in range(0, len(prompts), batch_size):
+        began = time.perf_counter()
+        result = generate(model, prompts[start:start + batch_size], max_new_tokens=max_new_tokens,
+                          tokenizer=tokenizer, eos_id=tokenizer.eos_id)
+        seconds += time.perf_counter() - began
+        outputs += result.texts
+        lengths += [len(tokens) for tokens in result.tokens]
+    predictions = [extract_answer(task, text) for text in outputs]
+    correct = [is_correct(task, p, item) for p, item in zip(predictions, items)]
+    return EvalResult(task.name, strategy, sum(correct) / len(items), sum(lengths) / len(lengths), seconds,
+                      outputs, predictions, correct)
+
+
+def evaluate_options(model, tokenizer, task: Task, strategy: str = "zero-shot", items: list[Item] | None = None,
+                     k: int = 3, seed: int = 0, instruction: str | None = None) -> float:
+    """Accuracy when the answer is the option with the highest log-likelihood (no generation, no format errors)."""
+    if task.answer_type != "option":
+        raise ValueError(f"task {task.name!r} has answer_type {task.answer_type!r}; option scoring needs 'option'")
+    if strategy in COT_STRATEGIES:
+        raise ValueError(f"option scoring reads the answer directly; use a direct strategy, not {strategy!r}")
+    items = list(task.items if items is None else items)
+    if not items:
+        raise ValueError("items must be a non-empty list (None = the task's test items)")
+    hits = 0
+    for item in items:
+        prompt = build_prompt(task, strategy, item.question, k, seed, instruction)
+        choice, _ = choose_option(model, tokenizer, prompt, task.options)
+        hits += choice == item.answer
+    return hits / len(items)

@@ -1,0 +1,259 @@
+"""Tests of course_utils.prompting: task files, prompt builders, answer extraction, option scoring, evaluation."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from course_utils.prompting import (STRATEGIES, TASKS_DIR, ZERO_SHOT_COT_TRIGGER, Item, Task, build_prompt,
+                                    canonical_number, evaluate, extract_answer, extract_number, extract_option,
+                                    extract_pattern, is_correct, load_task, load_tasks, score_options,
+                                    select_examples)
+
+HEADER = {"task": "toy", "instruction": "Name the colour.", "answer_format": "Answer with one word.",
+          "expert": "You are a painter.", "answer_type": "option", "options": ["red", "blue"]}
+
+
+def toy_task(n_examples: int = 4) -> Task:
+    examples = tuple(Item(f"example {i}?", "red" if i % 2 else "blue", f"step {i}.") for i in range(n_examples))
+    return Task(name="toy", instruction="Name the colour.", answer_format="Answer with one word.",
+                expert="You are a painter.", answer_type="option", examples=examples,
+                items=(Item("sky?", "blue"),), options=("red", "blue"))
+
+
+def write_jsonl(path, records) -> None:
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in records) + "\n")
+
+
+# ------------------------------------------------------------------------------------------------ task files
+def test_course_tasks_have_enough_items():
+    tasks = load_tasks()
+    assert len(tasks) >= 3
+    for task in tasks.values():
+        assert len(task.items) >= 40, task.name
+        assert len(task.examples) >= 5 and all(e.reasoning for e in task.examples), task.name
+        questions = [i.question for i in task.items + task.examples]
+        assert len(set(questions)) == len(questions), f"{task.name}: duplicated questions"
+
+
+def test_course_task_answers_are_readable_by_their_own_extractor():
+    for task in load_tasks().values():
+        for item in task.items:
+            assert is_correct(task, extract_answer(task, f"The answer is {item.answer}."), item), item
+
+
+def test_load_task_round_trip(tmp_path):
+    path = tmp_path / "toy.jsonl"
+    write_jsonl(path, [HEADER, {"split": "example", "question": "grass?", "answer": "red", "reasoning": "r."},
+                       "", {"split": "test", "question": "sea?", "answer": "blue"}])
+    task = load_task(path)
+    assert task.options == ("red", "blue") and task.examples[0].reasoning == "r."
+    assert task.items == (Item("sea?", "blue"),)
+
+
+def test_empty_task_file_is_refused(tmp_path):
+    path = tmp_path / "empty.jsonl"
+    path.write_text("\n  \n")
+    with pytest.raises(ValueError, match=r"empty\.jsonl: the task file is empty"):
+        load_task(path)
+
+
+def test_malformed_line_error_names_file_and_line(tmp_path):
+    path = tmp_path / "broken.jsonl"
+    write_jsonl(path, [HEADER, {"split": "test", "question": "sea?", "answer": "blue"}, '{"split": "test", "quest'])
+    with pytest.raises(ValueError, match=r"broken\.jsonl, line 3: not valid JSON"):
+        load_task(path)
+
+
+@pytest.mark.parametrize("bad_item, message", [
+    ({"split": "train", "question": "q", "answer": "red"}, "split must be"),
+    ({"split": "test", "question": "q", "answer": "green"}, "not one of"),
+    ({"split": "example", "question": "q", "answer": "red"}, "'reasoning' must be"),
+    ([1, 2], "expected a JSON object"),
+])
+def test_bad_items_are_refused_with_line_number(tmp_path, bad_item, message):
+    path = tmp_path / "toy.jsonl"
+    write_jsonl(path, [HEADER, bad_item])
+    with pytest.raises(ValueError, match=rf"line 2: .*{message}"):
+        load_task(path)
+
+
+def test_bad_header_is_refused(tmp_path):
+    path = tmp_path / "toy.jsonl"
+    write_jsonl(path, [{**HEADER, "answer_type": "essay"}, {"split": "test", "question": "q", "answer": "x"}])
+    with pytest.raises(ValueError, match="line 1: answer_type must be one of"):
+        load_task(path)
+
+
+def test_task_without_test_items_is_refused(tmp_path):
+    path = tmp_path / "toy.jsonl"
+    write_jsonl(path, [HEADER, {"split": "example", "question": "q", "answer": "red", "reasoning": "r."}])
+    with pytest.raises(ValueError, match="no test items"):
+        load_task(path)
+
+
+# --------------------------------------------------------------------------------------------------- builders
+def test_select_examples_is_seeded_and_orders_by_seed():
+    pool = toy_task(6).examples
+    first = select_examples(pool, 3, seed=1)
+    assert first == select_examples(pool, 3, seed=1)
+    assert len(set(first)) == 3
+    orders = {tuple(e.question for e in select_examples(pool, 6, seed)) for seed in range(10)}
+    assert len(orders) > 1  # the full pool comes back in different orders
+
+
+def test_k_larger_than_pool_is_refused():
+    with pytest.raises(ValueError, match=r"k must be an integer in \[0, 4\]"):
+        select_examples(toy_task(4).examples, 5, seed=0)
+    with pytest.raises(ValueError, match="k must be"):
+        build_prompt(toy_task(4), "few-shot", "sky?", k=9)
+
+
+def test_bad_strategy_and_question_are_refused():
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        build_prompt(toy_task(), "tree-of-thought", "sky?")
+    with pytest.raises(ValueError, match="question must be"):
+        build_prompt(toy_task(), "zero-shot", "  ")
+
+
+SYSTEM_DEFAULT = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+
+
+def test_exact_rendered_prompts(course_model):
+    _, tok = course_model
+    task = toy_task(4)
+    user = "<|im_start|>user\nName the colour. Answer with one word.\n\nsky?<|im_end|>\n"
+    assistant = "<|im_start|>assistant\n"
+    assert build_prompt(task, "zero-shot", "sky?").render(tok) == SYSTEM_DEFAULT + user + assistant
+    assert build_prompt(task, "expert", "sky?").render(tok) == (
+        "<|im_start|>system\nYou are a painter.<|im_end|>\n" + user + assistant)
+    # seed 0 picks examples 3 and 1 of the pool, in that order (random.Random(0).sample)
+    shot = ("<|im_start|>user\nName the colour. Answer with one word.\n\nexample {i}?<|im_end|>\n"
+            "<|im_start|>assistant\n{answer}<|im_end|>\n")
+    assert build_prompt(task, "few-shot", "sky?", k=2, seed=0).render(tok) == (
+        SYSTEM_DEFAULT + shot.format(i=3, answer="red") + shot.format(i=1, answer="red") + user + assistant)
+    cot_user = "<|im_start|>user\nName the colour.\n\nsky?<|im_end|>\n"
+    assert build_prompt(task, "few-shot-cot", "sky?", k=1, seed=0).render(tok) == (
+        SYSTEM_DEFAULT + "<|im_start|>user\nName the colour.\n\nexample 3?<|im_end|>\n"
+        "<|im_start|>assistant\nstep 3. The answer is red.<|im_end|>\n" + cot_user + assistant)
+    zero_cot = build_prompt(task, "zero-shot-cot", "sky?")
+    assert zero_cot.render(tok) == SYSTEM_DEFAULT + cot_user + assistant + "Let's think step by step."
+    assert zero_cot.token_ids(tok)[-len(tok.encode(ZERO_SHOT_COT_TRIGGER)):] == tok.encode(ZERO_SHOT_COT_TRIGGER)
+
+
+def test_instruction_override_replaces_the_wording():
+    prompt = build_prompt(toy_task(), "few-shot", "sky?", k=2, seed=3, instruction="Colour?")
+    users = [m["content"] for m in prompt.messages if m["role"] == "user"]
+    assert len(users) == 3 and all(u.startswith("Colour?\n\n") for u in users)
+
+
+def test_every_strategy_builds_for_the_course_tasks():
+    for task in load_tasks().values():
+        for strategy in STRATEGIES:
+            prompt = build_prompt(task, strategy, task.items[0].question, k=3, seed=5)
+            assert prompt.messages[-1]["content"].endswith(task.items[0].question)
+
+
+# ------------------------------------------------------------------------------------------- answer extraction
+@pytest.mark.parametrize("text, expected", [
+    ("42", "42"),
+    ("There are 42 apples.", "42"),                                  # trailing text
+    ("5 + 3 = 8, then 8 - 2 = 6 apples left", "6"),                  # several numbers: the last one
+    ("The answer is 6. Check: 6 + 2 = 8.", "6"),                     # "answer is" wins over the last number
+    ("It was 3; the answer is: 1,200 dollars (not 12)", "1200"),     # thousands separator, text after it
+    ("answer is 7. Later the ANSWER IS 9", "9"),                     # the last marker counts
+    ("The answer is -4.50", "-4.5"),
+    ("I do not know.", None),                                        # no number
+    ("The answer is unclear, maybe 5", "5"),
+    ("", None),
+])
+def test_extract_number(text, expected):
+    assert extract_number(text) == expected
+
+
+def test_canonical_number():
+    assert [canonical_number(t) for t in ("6.0", "1,000", "-0", "0.250", "12")] == ["6", "1000", "0", "0.25", "12"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("sport", "sport"),
+    ("Sports: Sports\nBusiness: Business", "sport"),                 # the first option named
+    ("This is about science, not business.", "science"),
+    ("It mentions sport. The answer is business.", "business"),      # the part after "answer is"
+    ("A cooking headline.", None),                                   # nothing named
+    ("transport news", None),                                        # only at a word start
+])
+def test_extract_option(text, expected):
+    assert extract_option(text, ("sport", "science", "business", "food")) == expected
+
+
+def test_extract_pattern_and_dispatch():
+    pattern = r"\d{4}-\d{2}-\d{2}"
+    assert extract_pattern("It is 2021-03-05, I think", pattern) == "2021-03-05"
+    assert extract_pattern("March 5, 2021", pattern) is None
+    assert extract_pattern("2020-01-01 ... The answer is 2021-03-05.", pattern) == "2021-03-05"
+    with pytest.raises(ValueError, match="options must be"):
+        extract_option("red", ())
+    with pytest.raises(ValueError, match="text must be a string"):
+        extract_number(None)
+
+
+def test_is_correct():
+    task = toy_task()
+    assert is_correct(task, "Blue", Item("sky?", "blue"))
+    assert not is_correct(task, None, Item("sky?", "blue"))
+
+
+# ---------------------------------------------------------------------------------------------- option scoring
+def log_likelihood_by_hand(model, prompt: list[int], option: list[int]) -> float:
+    """Run prompt + option in one pass and add log p(option token | everything before it)."""
+    ids = torch.tensor([prompt + option])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(ids), dim=-1)[0]
+    return sum(float(logp[len(prompt) - 1 + j, token]) for j, token in enumerate(option))
+
+
+def test_score_options_equals_summed_token_logprobs(tiny_model):
+    prompt = [5, 17, 3, 88, 41]
+    options = [[7], [12, 30, 2], [60, 60], [1, 2, 3, 4, 5]]
+    scores = score_options(tiny_model, prompt, options)
+    expected = torch.tensor([log_likelihood_by_hand(tiny_model, prompt, o) for o in options])
+    torch.testing.assert_close(scores, expected, atol=1e-4, rtol=0)
+    normalised = score_options(tiny_model, prompt, options, length_normalize=True)
+    torch.testing.assert_close(normalised, expected / torch.tensor([1.0, 3, 2, 5]), atol=1e-4, rtol=0)
+
+
+def test_score_options_on_the_course_model(course_model):
+    model, tok = course_model
+    prompt = build_prompt(toy_task(), "zero-shot", "What colour is a clear daytime sky?").token_ids(tok)
+    options = [tok.encode(word) for word in ("blue", "red", "Blue sky")]
+    scores = score_options(model, prompt, options)
+    expected = torch.tensor([log_likelihood_by_hand(model, prompt, o) for o in options])
+    torch.testing.assert_close(scores, expected, atol=2e-3, rtol=0)
+    assert scores[0] > scores[1]
+
+
+def test_score_options_refuses_empty_input(tiny_model):
+    with pytest.raises(ValueError, match="prompt_ids"):
+        score_options(tiny_model, [], [[1]])
+    with pytest.raises(ValueError, match="options_ids"):
+        score_options(tiny_model, [1, 2], [[1], []])
+
+
+# -------------------------------------------------------------------------------------------------- evaluation
+def test_evaluate_scores_the_extracted_answers(course_model):
+    model, tok = course_model
+    task = load_tasks()["dates"]
+    items = list(task.items[:3])
+    result = evaluate(model, tok, task, "few-shot", items, k=3, seed=0, max_new_tokens=12, batch_size=2)
+    assert len(result.outputs) == len(result.predictions) == len(result.correct) == 3
+    assert result.correct == [is_correct(task, extract_answer(task, o), i) for o, i in zip(result.outputs, items)]
+    assert result.accuracy == sum(result.correct) / 3
+    assert 1 <= result.mean_tokens <= 12 and result.seconds > 0
+    with pytest.raises(ValueError, match="batch_size"):
+        evaluate(model, tok, task, "few-shot", items, batch_size=0)
+
+
+def test_tasks_dir_is_inside_data():
+    assert TASKS_DIR.name == "prompting" and TASKS_DIR.parent.name == "data"
