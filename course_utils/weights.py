@@ -227,10 +227,16 @@ def read_hf_dir(path: Path) -> Checkpoint:
         raise ValueError(f"{path} has no *.safetensors weight files")
     n_heads = hf["num_attention_heads"]
     eos = hf.get("eos_token_id")
+    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}  # transformers >= 5 nests theta here
+    if rope.get("rope_type", rope.get("type", "default")) != "default":
+        raise ValueError(f"{path}: RoPE scaling {rope.get('rope_type', rope.get('type'))!r} is not supported by the "
+                         f"course model; only plain RoPE ('default')")
+    if hf.get("head_dim", hf["hidden_size"] // n_heads) != hf["hidden_size"] // n_heads:
+        raise ValueError(f"{path}: head_dim {hf['head_dim']} != hidden_size / num_attention_heads; not supported")
     config = ModelConfig(
         vocab_size=hf["vocab_size"], dim=hf["hidden_size"], n_layers=hf["num_hidden_layers"], n_heads=n_heads,
         n_kv_heads=hf.get("num_key_value_heads", n_heads), ffn_dim=hf["intermediate_size"],
-        norm_eps=float(hf.get("rms_norm_eps", 1e-6)), rope_theta=float(hf.get("rope_theta", 10000.0)),
+        norm_eps=float(hf.get("rms_norm_eps", 1e-6)), rope_theta=float(rope.get("rope_theta", hf.get("rope_theta", 1e4))),
         max_seq_len=hf.get("max_position_embeddings", 2048), tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
         rope_layout="half", bos_id=hf.get("bos_token_id"), eos_id=eos[0] if isinstance(eos, list) else eos,
         name=hf.get("_name_or_path") or path.name,
@@ -268,7 +274,8 @@ def export_hf_dir(checkpoint: Checkpoint, directory: Path) -> None:
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": config.vocab_size,
         "hidden_size": config.dim, "num_hidden_layers": config.n_layers, "num_attention_heads": config.n_heads,
         "num_key_value_heads": config.n_kv_heads, "intermediate_size": config.ffn_dim, "rms_norm_eps": config.norm_eps,
-        "rope_theta": config.rope_theta, "max_position_embeddings": config.max_seq_len,
+        "rope_theta": config.rope_theta, "rope_parameters": {"rope_type": "default", "rope_theta": config.rope_theta},
+        "max_position_embeddings": config.max_seq_len,
         "tie_word_embeddings": config.tie_embeddings, "hidden_act": "silu", "bos_token_id": config.bos_id,
         "eos_token_id": config.eos_id, "torch_dtype": "float32", "_name_or_path": config.name,
     }

@@ -116,6 +116,11 @@ def test_hf_directory_errors(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "gpt2"}')
     with pytest.raises(ValueError, match="LLaMA-family"):
         W.read_hf_dir(tmp_path)
+    (tmp_path / "config.json").write_text('{"model_type": "llama", "num_attention_heads": 4, "hidden_size": 64, '
+                                          '"rope_parameters": {"rope_type": "llama3", "rope_theta": 5e5}}')
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ValueError, match="'llama3' is not supported"):
+        W.read_hf_dir(tmp_path)
 
 
 def test_warm_load_is_fast(course_gguf):
