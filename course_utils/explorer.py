@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -43,7 +44,7 @@ class CandidateTable:
 
     def summary(self) -> str:
         """One line: how many candidates survive, the mass they carry, the entropies."""
-        return (f"{self.n_kept} candidates kept, carrying {self.kept_mass:.1%} of the model's probability; "
+        return (f"{plural(self.n_kept, 'candidate')} kept, carrying {self.kept_mass:.1%} of the model's probability; "
                 f"entropy {self.entropy_before:.2f} bits before, {self.entropy_after:.2f} bits after warping")
 
 
@@ -61,6 +62,11 @@ class StepRecord:
     settings: str
 
 
+def plural(count: int, noun: str) -> str:
+    """'1 candidate', '2 candidates'."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def token_label(text: str) -> str:
     """A token made visible: spaces as '␣', newlines as '↵', tabs as '→', empty as '∅'."""
     if text == "":
@@ -75,7 +81,7 @@ def entropy_bits(logits: torch.Tensor) -> float:
     log_probs = torch.log_softmax(logits.double(), dim=-1)
     probs = log_probs.exp()
     terms = torch.where(probs > 0, probs * log_probs, torch.zeros_like(probs))
-    return float(-terms.sum() / math.log(2))
+    return max(0.0, float(-terms.sum() / math.log(2)))  # clamp the -0.0 of a one-token distribution
 
 
 def describe_config(config: SamplingConfig) -> str:
@@ -161,6 +167,18 @@ def log_html(records: list[StepRecord], last: int = 12, font_scale: float = 1.0)
             for r in reversed(records[-last:])]
     return (f'<table style="font-size:{0.85 * font_scale:.2f}em;border-collapse:collapse">'
             f'{header}{"".join(rows)}</table>')
+
+
+@contextmanager
+def single_thread():
+    """Run torch on one thread inside the block. Warping one 49k-entry vector gains nothing from threads, and on a
+    busy 2-core machine a second thread made it ten times slower (measured while writing lesson 03)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class SamplingExplorer:
@@ -254,8 +272,9 @@ class SamplingExplorer:
     def candidates(self) -> CandidateTable:
         """The candidate table of the current step under the current settings (no model call if cached)."""
         logits = self.next_logits()
-        top = torch.topk(logits, self.top_n).indices.tolist()
-        return candidate_table(logits, self.config, self.tokenizer.token_strings(top), self.ids)
+        with single_thread():
+            top = torch.topk(logits, self.top_n).indices.tolist()
+            return candidate_table(logits, self.config, self.tokenizer.token_strings(top), self.ids)
 
     # --- generating ----------------------------------------------------------------------------------------
     def step(self) -> StepRecord | None:
@@ -263,23 +282,28 @@ class SamplingExplorer:
         if self.finished:
             return None
         logits = self.next_logits()
-        warped, kept = warped_view(logits, self.config, self.ids)
-        token_id = int(sample_next(logits, self.config, generator=self.generator, previous_ids=self.ids))
-        record = StepRecord(
-            step=len(self.generated_ids) + 1,
-            token_id=token_id,
-            text=self.tokenizer.decode([token_id]),
-            prob_model=float(torch.softmax(logits.double(), -1)[token_id]),
-            prob_sampled=float(torch.softmax(warped.double(), -1)[token_id]),
-            n_kept=int(kept.sum()),
-            kept_mass=float(torch.softmax(logits.double(), -1)[kept].sum()),
-            entropy_after=entropy_bits(warped),
-            settings=describe_config(self.config),
-        )
-        self.generated_ids.append(token_id)
+        with single_thread():
+            record = self._choose(logits)
+        self.generated_ids.append(record.token_id)
         self.records.append(record)
         self._logits = None
         return record
+
+    def _choose(self, logits: torch.Tensor) -> StepRecord:
+        warped, kept = warped_view(logits, self.config, self.ids)
+        token_id = int(sample_next(logits, self.config, generator=self.generator, previous_ids=self.ids))
+        probs = torch.softmax(logits.double(), -1)
+        return StepRecord(
+            step=len(self.generated_ids) + 1,
+            token_id=token_id,
+            text=self.tokenizer.decode([token_id]),
+            prob_model=float(probs[token_id]),
+            prob_sampled=float(torch.softmax(warped.double(), -1)[token_id]),
+            n_kept=int(kept.sum()),
+            kept_mass=float(probs[kept].sum()),
+            entropy_after=entropy_bits(warped),
+            settings=describe_config(self.config),
+        )
 
     def generate(self, n_tokens: int) -> list[StepRecord]:
         """Up to ``n_tokens`` steps (fewer if the end-of-sequence token comes first)."""

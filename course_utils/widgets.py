@@ -1,14 +1,12 @@
 """ipywidgets shells over `course_utils.explorer`: they hold controls and outputs, the logic lives in explorer/plots."""
 from __future__ import annotations
 
-import io
 import time
 
 import ipywidgets as widgets
-from matplotlib.figure import Figure
 
-from course_utils.explorer import SamplingExplorer, compare_presets, describe_config, log_html
-from course_utils.plots.sampling import draw_candidates
+from course_utils.explorer import SamplingExplorer, compare_presets, describe_config, log_html, plural
+from course_utils.plots.sampling import BEFORE_COLOUR, KEPT_COLOUR, REMOVED_COLOUR, CandidateChart
 from course_utils.sampling import SamplingConfig
 
 CLASSROOM_SCALE = 1.6
@@ -19,16 +17,14 @@ DEFAULT_PRESETS = {
 }
 
 
-def figure_png(fig: Figure, dpi: int = 80) -> bytes:
-    """PNG bytes of ``fig``."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
+COLOUR_KEY = (f'<small><span style="color:{BEFORE_COLOUR}">■</span> model probability · '
+              f'<span style="color:{KEPT_COLOUR}">■</span> after warping (kept) · '
+              f'<span style="color:{REMOVED_COLOUR}">✕ red label</span> removed</small>')
 
 
 def _slider(kind, description: str, css: str, **kwargs):
-    slider = kind(description=description, continuous_update=False, style={"description_width": "9em"},
-                  layout=widgets.Layout(width="24em"), **kwargs)
+    slider = kind(description=description, continuous_update=False, style={"description_width": "12em"},
+                  layout=widgets.Layout(width="30em"), **kwargs)
     slider.add_class(css)
     return slider
 
@@ -40,7 +36,7 @@ class ExplorerWidget:
     ``last_redraw_ms`` holds the time of the latest redraw, ``redraws`` counts them.
     """
 
-    def __init__(self, explorer: SamplingExplorer, generate_n: int = 20):
+    def __init__(self, explorer: SamplingExplorer, generate_n: int = 20, classroom: bool = False):
         if generate_n < 1:
             raise ValueError(f"generate_n must be >= 1, got {generate_n}")
         self.explorer = explorer
@@ -66,11 +62,11 @@ class ExplorerWidget:
         self.next_button = widgets.Button(description="next token", button_style="primary")
         self.generate_button = widgets.Button(description=f"generate {generate_n}")
         self.reset_button = widgets.Button(description="reset")
-        self.classroom = widgets.ToggleButton(value=False, description="classroom mode", icon="expand")
+        self.classroom = widgets.ToggleButton(value=classroom, description="classroom mode", icon="expand")
         for button, css in ((self.next_button, "explorer-next"), (self.generate_button, "explorer-generate"),
                             (self.reset_button, "explorer-reset"), (self.classroom, "explorer-classroom")):
             button.add_class(css)
-        self._figure = Figure()  # reused for every redraw; outside pyplot, so it is never shown twice or leaked
+        self._charts: dict[float, CandidateChart] = {}  # one reusable chart per font scale
         self.plot = widgets.Image(format="png")
         self.plot.add_class("explorer-plot")
         self.count = widgets.HTML()
@@ -94,7 +90,9 @@ class ExplorerWidget:
         controls = widgets.VBox([self.prompt, *self.sliders,
                                  widgets.HBox([self.seed, self.next_button, self.generate_button, self.reset_button,
                                                self.classroom])])
-        self.ui = widgets.VBox([controls, widgets.HBox([self.plot, widgets.VBox([self.count, self.timing, self.text])]),
+        key = widgets.HTML(COLOUR_KEY)
+        self.ui = widgets.VBox([controls, widgets.HBox([widgets.VBox([self.plot, key]),
+                                                        widgets.VBox([self.count, self.timing, self.text])]),
                                 self.log])
         self.ui.add_class("sampling-explorer")
         self.refresh()
@@ -140,7 +138,7 @@ class ExplorerWidget:
         table = self.explorer.candidates()
         title = f"next token after {len(self.explorer.ids)} tokens · {describe_config(self.explorer.config)}"
         self.plot.value = self._draw(table, title, scale)
-        self.count.value = (f'<div style="font-size:{1.1 * scale:.2f}em"><b>{table.n_kept}</b> candidates kept · '
+        self.count.value = (f'<div style="font-size:{1.1 * scale:.2f}em"><b>{plural(table.n_kept, "candidate")}</b> kept · '
                             f'<b>{table.kept_mass:.1%}</b> of the probability mass · entropy '
                             f'<b>{table.entropy_after:.2f}</b> bits (model: {table.entropy_before:.2f})</div>')
         self.text.value = self.explorer.text_html(font_scale=scale)
@@ -151,12 +149,11 @@ class ExplorerWidget:
                              f"model calls {self.explorer.model_calls}</small>")
 
     def _draw(self, table, title: str, scale: float) -> bytes:
-        fig = self._figure
-        fig.clear()
-        fig.set_size_inches(5.5 * scale, (1.2 + 0.28 * len(table.labels)) * scale)
-        fig.subplots_adjust(left=0.25, right=0.97, top=0.9, bottom=0.15)  # fixed margins: no layout solver per redraw
-        draw_candidates(fig.add_subplot(), **table.plot_kwargs(), title=title, font_scale=scale)
-        return figure_png(fig)
+        if scale not in self._charts:
+            self._charts[scale] = CandidateChart(len(table.labels), font_scale=scale)
+        chart = self._charts[scale]
+        chart.update(**table.plot_kwargs(), title=title)
+        return chart.png()
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

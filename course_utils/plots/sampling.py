@@ -1,6 +1,7 @@
 """Figures for sampling: the top candidates before/after warping, and how many candidates survive per step."""
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 import numpy as np
@@ -29,11 +30,11 @@ def _check_candidates(labels: Sequence[str], prob_before: Sequence[float], prob_
 
 
 def draw_candidates(ax: Axes, labels: Sequence[str], prob_before: Sequence[float], prob_after: Sequence[float],
-                    kept: Sequence[bool], title: str = "", font_scale: float = 1.0) -> None:
+                    kept: Sequence[bool], title: str = "", font_scale: float = 1.0, legend: bool = True) -> None:
     """Draw horizontal bars for the top candidates on ``ax``, most probable at the top.
 
     Grey: the model's probability before warping. Blue: probability after warping (kept tokens).
-    Red cross and red label: tokens the warpers removed.
+    Red cross and red label: tokens the warpers removed. ``legend=False`` leaves out the legend and axis label.
     """
     before, after, kept_mask = _check_candidates(labels, prob_before, prob_after, kept)
     if font_scale <= 0:
@@ -48,9 +49,11 @@ def draw_candidates(ax: Axes, labels: Sequence[str], prob_before: Sequence[float
     for tick, is_kept in zip(ax.get_yticklabels(), kept_mask):
         tick.set_color("black" if is_kept else REMOVED_COLOUR)
     ax.set_xlim(0, 1.0)
-    ax.set_xlabel("probability", fontsize=10 * font_scale)
+    ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0], ["0", "", "0.5", "", "1"])
     ax.tick_params(axis="x", labelsize=9 * font_scale)
-    ax.legend(loc="lower right", fontsize=8 * font_scale, frameon=False)
+    if legend:
+        ax.set_xlabel("probability", fontsize=10 * font_scale)
+        ax.legend(loc="lower right", fontsize=8 * font_scale, frameon=False)
     if title:
         ax.set_title(title, fontsize=10 * font_scale)
 
@@ -96,3 +99,45 @@ def candidate_count_curve(counts: Sequence[int], title: str = "", log_scale: boo
     if title:
         ax.set_title(title)
     return fig
+
+
+class CandidateChart:
+    """A reusable :func:`draw_candidates` figure for live displays, without legend (the display explains the
+    colours): ``update`` changes only bars, labels and colours, so a redraw does not build axes and ticks again."""
+
+    def __init__(self, n_rows: int, font_scale: float = 1.0):
+        if n_rows < 1 or font_scale <= 0:
+            raise ValueError(f"n_rows must be >= 1 and font_scale > 0, got {n_rows}, {font_scale}")
+        self.n_rows = n_rows
+        self.font_scale = font_scale
+        self.figure = Figure(figsize=(5.0 * font_scale, (0.8 + 0.28 * n_rows) * font_scale))
+        self.figure.subplots_adjust(left=0.25, right=0.97, top=0.92, bottom=0.06)
+        self.axes = self.figure.add_subplot()
+        zeros = [0.0] * n_rows
+        draw_candidates(self.axes, ["?"] * n_rows, zeros, zeros, [True] * n_rows, title=" ", font_scale=font_scale,
+                        legend=False)
+        self._before, self._after = self.axes.containers[0], self.axes.containers[1]
+        self._removed = self.axes.collections[-1]
+        self._rows = np.arange(n_rows)[::-1]
+
+    def update(self, labels: Sequence[str], prob_before: Sequence[float], prob_after: Sequence[float],
+               kept: Sequence[bool], title: str = "") -> None:
+        """Show new candidates (exactly ``n_rows`` of them)."""
+        before, after, kept_mask = _check_candidates(labels, prob_before, prob_after, kept)
+        if len(labels) != self.n_rows:
+            raise ValueError(f"this chart shows {self.n_rows} rows, got {len(labels)}")
+        for bar, value in zip(self._before, before):
+            bar.set_width(value)
+        for bar, value, is_kept in zip(self._after, after, kept_mask):
+            bar.set_width(value if is_kept else 0.0)
+        self._removed.set_offsets(np.column_stack([np.zeros((~kept_mask).sum()), self._rows[~kept_mask] - 0.2]))
+        self.axes.set_yticks(self._rows, labels, fontsize=9 * self.font_scale)
+        for tick, is_kept in zip(self.axes.get_yticklabels(), kept_mask):
+            tick.set_color("black" if is_kept else REMOVED_COLOUR)
+        self.axes.set_title(title, fontsize=10 * self.font_scale)
+
+    def png(self, dpi: int = 80) -> bytes:
+        """The chart as PNG bytes."""
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
+        return buffer.getvalue()

@@ -59,6 +59,9 @@ def start_jupyterlab(root: Path, log_path: Path) -> tuple[subprocess.Popen, str]
                JUPYTERLAB_SETTINGS_DIR=str(settings / "lab-settings"), JUPYTER_RUNTIME_DIR=str(settings / "runtime"),
                JUPYTERLAB_WORKSPACES_DIR=str(settings / "workspaces"), PYDEVD_DISABLE_FILE_VALIDATION="1")
     env.pop("MPLBACKEND", None)
+    news = settings / "lab-settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True, exist_ok=True)
+    news.write_text('{"fetchNews": "false"}')  # no "get Jupyter news?" toast over the page
     command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
                f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
                "--ServerApp.port_retries=0", "--allow-root", "--ServerApp.terminals_enabled=False", "--LabApp.news_url=None",
