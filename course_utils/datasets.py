@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+import torch
+
 from .paths import DATA_DIR
 
 INSTRUCTION = "Convert the date to ISO 8601:"
@@ -111,6 +113,31 @@ def write_sample() -> dict[str, Path]:
     save_jsonl(train, paths["train"])
     save_jsonl(test, paths["test"])
     return paths
+
+
+LINE_KINDS = ("-", "|", "\\", "/")
+
+
+def line_images(n: int, kinds: tuple[str, str], generator: torch.Generator, size: int = 12,
+                noise: float = 0.3) -> tuple[torch.Tensor, torch.Tensor]:
+    """A toy vision task for LoRA on convolutions: noisy ``size`` x ``size`` images holding one bright line.
+
+    The line has one of the two orientations in ``kinds`` (each from ``LINE_KINDS``: horizontal, vertical and the
+    two diagonals, wrapping around the border) at a random offset; the label says which one. Returns images
+    [n, 1, size, size] and labels [n].
+    """
+    if n < 1 or size < 5:
+        raise ValueError(f"need n >= 1 and size >= 5, got n={n}, size={size}")
+    if len(kinds) != 2 or not set(kinds) <= set(LINE_KINDS) or kinds[0] == kinds[1]:
+        raise ValueError(f"kinds must be two different orientations from {LINE_KINDS}, got {kinds!r}")
+    labels = torch.randint(0, 2, (n,), generator=generator)
+    offsets = torch.randint(2, size - 2, (n, 1, 1), generator=generator)
+    rows, cols = torch.arange(size).view(1, size, 1), torch.arange(size).view(1, 1, size)
+    masks = {"-": (rows == offsets) & (cols >= 0), "|": (cols == offsets) & (rows >= 0),
+             "\\": cols == (rows + offsets) % size, "/": cols == (offsets - rows) % size}
+    lines = torch.where(labels.view(n, 1, 1) == 0, masks[kinds[0]], masks[kinds[1]])
+    images = noise * torch.randn(n, size, size, generator=generator) + lines.float()
+    return images.unsqueeze(1), labels
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+import torch
 
-from course_utils.datasets import (DATE_STYLES, INSTRUCTION, load_jsonl, make_date_splits, make_example, ordinal,
+from course_utils.datasets import (DATE_STYLES, INSTRUCTION, line_images, load_jsonl, make_date_splits, make_example, ordinal,
                                    render_date, sample_paths, save_jsonl, write_sample, SAMPLE_SEED, SAMPLE_SIZES)
 
 
@@ -59,3 +60,16 @@ def test_committed_sample_matches_generator():
     paths = sample_paths()
     assert load_jsonl(paths["train"]) == train
     assert load_jsonl(paths["test"]) == test
+
+
+def test_line_images_draw_the_labelled_orientation():
+    images, labels = line_images(40, ("\\", "/"), torch.Generator().manual_seed(0), size=8, noise=0.0)
+    assert images.shape == (40, 1, 8, 8) and set(labels.tolist()) == {0, 1}
+    rows = torch.arange(8)
+    for image, label in zip(images[:, 0], labels):
+        lit = image.nonzero().tolist()
+        assert len(lit) == 8 and sorted(r for r, _ in lit) == rows.tolist()  # one pixel per row
+        steps = {(c2 - c1) % 8 for (_, c1), (_, c2) in zip(lit, lit[1:])}
+        assert steps == ({1} if label == 0 else {7})  # "\" moves right each row, "/" moves left
+    with pytest.raises(ValueError, match="two different orientations"):
+        line_images(4, ("-", "-"), torch.Generator())

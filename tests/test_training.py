@@ -93,9 +93,13 @@ def test_saved_tensor_meter_counts_each_storage_once():
     weight = torch.randn(64, 64, requires_grad=True)
     x = torch.randn(8, 64)
     with SavedTensorMeter() as meter:
-        hidden = x @ weight  # saves x and weight
+        hidden = x @ weight  # saves x (for the weight's gradient); not weight, since x needs no gradient
         _ = (hidden * hidden).sum()  # saves hidden (once, although used twice)
-    assert meter.nbytes == (x.numel() + weight.numel() + hidden.numel()) * 4
+    assert meter.nbytes == (x.numel() + hidden.numel()) * 4
+    x.requires_grad_(True)
+    with SavedTensorMeter() as meter:
+        _ = x @ weight  # now both operands are needed
+    assert meter.nbytes == (x.numel() + weight.numel()) * 4
     with SavedTensorMeter(exclude={(str(weight.device), weight.untyped_storage().data_ptr())}) as meter:
         _ = x @ weight
     assert meter.nbytes == x.numel() * 4

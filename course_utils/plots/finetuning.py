@@ -31,18 +31,22 @@ def memory_breakdown(reports: Mapping[str, Mapping[str, float]], title: str = "M
     return fig
 
 
-def memory_scaling(values: Sequence[int], parts: Mapping[str, Sequence[float]], xlabel: str,
-                   title: str = "How training memory grows") -> Figure:
-    """Each memory part (MiB) against a swept setting such as batch size or sequence length."""
-    if not values or any(len(series) != len(values) for series in parts.values()):
-        raise ValueError("every series in parts must have one value per entry of values")
-    fig, ax = new_figure()
-    for part, series in parts.items():
-        ax.plot(values, series, marker="o", label=part, color=PART_COLOURS.get(part))
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("memory (MiB)")
-    ax.set_title(title)
-    ax.legend()
+def activation_scaling(batches: Sequence[int], by_batch: Sequence[float], lengths: Sequence[int],
+                       by_length: Sequence[float], fixed_mib: float, seq_len: int, batch: int) -> Figure:
+    """Activation memory (MiB) against batch size (left) and sequence length (right), with the fixed
+    parameter-sized cost (weights + gradients + optimiser state) as a dashed line."""
+    if len(batches) != len(by_batch) or len(lengths) != len(by_length) or not batches or not lengths:
+        raise ValueError("each sweep needs one memory value per setting, and at least one setting")
+    fig, axes = new_figure(ncols=2, width=5.5)
+    panels = ((axes[0], batches, by_batch, f"batch size ({seq_len} tokens each)"),
+              (axes[1], lengths, by_length, f"sequence length (batch {batch})"))
+    for ax, xs, values, xlabel in panels:
+        ax.axhline(fixed_mib, color="grey", linestyle="--", label="weights + gradients + Adam state")
+        ax.plot(xs, values, "o-", color=PART_COLOURS["activations"], label="activations saved for backward")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("memory (MiB)")
+        ax.legend()
+    fig.suptitle("Fixed cost vs activations in full fine-tuning")
     return fig
 
 
