@@ -1,0 +1,72 @@
+"""The exercise checks of lessons 01-02 accept correct answers and catch the typical mistakes."""
+import torch
+
+from course_utils.exercises import check_exercise
+from course_utils.metrics import entropy, sequence_logprob, tail_mass
+from course_utils.sampling import min_p, top_k, top_p
+
+INF = float("-inf")
+
+
+def tied_logits_and_k(g):
+    return torch.randint(-4, 5, (30,), generator=g).float(), int(torch.randint(1, 30, (1,), generator=g))
+
+
+def logits_and_fraction(g):
+    return torch.randn(40, generator=g) * 2, float(torch.rand(1, generator=g) * 0.9 + 0.05)
+
+
+def steps_and_ids(g):
+    steps = int(torch.randint(1, 8, (1,), generator=g))
+    return torch.randn(steps, 30, generator=g) * 3, torch.randint(0, 30, (steps,), generator=g)
+
+
+def top_k_without_ties(logits, k):
+    out = torch.full_like(logits, INF)
+    index = logits.topk(k).indices
+    out[index] = logits[index]
+    return out
+
+
+def top_p_dropping_the_crossing_token(logits, p):
+    sorted_probs, order = torch.softmax(logits, -1).sort(descending=True)
+    remove = torch.zeros_like(sorted_probs, dtype=torch.bool)
+    remove[order] = sorted_probs.cumsum(-1) > p
+    remove[order[0]] = False
+    return logits.masked_fill(remove, INF)
+
+
+def min_p_with_absolute_threshold(logits, p):
+    return logits.masked_fill(torch.softmax(logits, -1) < p, INF)
+
+
+def logprob_off_by_one(step_logits, ids):
+    logp = torch.log_softmax(step_logits, -1)
+    return float(logp[torch.arange(len(ids)), ids.roll(1)].sum())
+
+
+def test_correct_answers_pass(capsys):
+    assert check_exercise("top-k", lambda x, k: top_k(x.clone(), k), top_k, tied_logits_and_k)
+    assert check_exercise("entropy", lambda x: float(entropy(x)), lambda x: float(entropy(x)),
+                          lambda g: (torch.randn(50, generator=g),), atol=1e-4)
+    assert "PASS" in capsys.readouterr().out
+
+
+def test_typical_mistakes_fail_with_a_hint(capsys):
+    assert not check_exercise("top-k", top_k_without_ties, top_k, tied_logits_and_k, hint="keep ties")
+    assert not check_exercise("top-p", top_p_dropping_the_crossing_token, top_p, logits_and_fraction)
+    assert not check_exercise("min-p", min_p_with_absolute_threshold, min_p, logits_and_fraction)
+    assert not check_exercise("log-prob", logprob_off_by_one, sequence_logprob, steps_and_ids, atol=1e-4)
+    assert not check_exercise("tail", lambda x, k: float(tail_mass(x, [k])[0]) + 0.01,
+                              lambda x, k: float(tail_mass(x, [k])[0]),
+                              lambda g: (torch.randn(100, generator=g), 10))
+    out = capsys.readouterr().out
+    assert out.count("FAIL") == 5 and "hint: keep ties" in out
+
+
+def test_unattempted_exercise_is_reported_not_raised(capsys):
+    def stub(logits, k):
+        raise NotImplementedError
+
+    assert not check_exercise("top-k", stub, top_k, tied_logits_and_k)
+    assert "not attempted yet" in capsys.readouterr().out
