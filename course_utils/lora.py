@@ -177,9 +177,11 @@ def add_lora(model: nn.Module, targets: tuple[str, ...] = ("q_proj", "v_proj"), 
     if isinstance(targets, str):
         targets = (targets,)
     allowed = _target_names(model)
+    if not targets:
+        raise ValueError(f"give at least one LoRA target; allowed: {sorted(allowed)}")
     unknown = sorted(set(targets) - allowed)
-    if not targets or unknown:
-        raise ValueError(f"unknown LoRA target(s) {unknown or list(targets)}; allowed: {sorted(allowed)}")
+    if unknown:
+        raise ValueError(f"unknown LoRA target(s) {unknown}; allowed: {sorted(allowed)}")
     if lora_modules(model):
         raise ValueError("this model already has LoRA layers; load a fresh model to add a different adapter")
     model.requires_grad_(False)

@@ -129,7 +129,7 @@ def test_mismatched_adapter_is_refused(tiny_model, tiny_config, tmp_path):
     ({"dropout": -0.1}, r"dropout must lie in \[0, 1\)"),
     ({"targets": ("q_proj", "qkv")}, r"unknown LoRA target\(s\) \['qkv'\]; allowed: \['down_proj'"),
     ({"targets": ("lm_head",)}, r"unknown LoRA target"),
-    ({"targets": ()}, r"unknown LoRA target"),
+    ({"targets": ()}, r"give at least one LoRA target; allowed: \['down_proj'"),
 ])
 def test_invalid_arguments_raise(tiny_model, kwargs, message):
     with pytest.raises(ValueError, match=message):
