@@ -41,5 +41,15 @@ run: setup
 		echo "$$nb: $$(( $$(date +%s) - start )) s"; \
 	done
 
+# Speed and correctness against Hugging Face transformers / PEFT on the same weights (installs the [bench] extra).
+bench: setup
+	$(PY) -m pip install --quiet -e ".[bench]"
+	$(PY) benchmarks/compare_hf.py
+	$(PY) benchmarks/decode_speed.py
+
+# Lessons 07-08 (and notebook 00) in full mode on CUDA; needs a CUDA build of torch in $(VENV) (README, "Using a GPU").
+gpu-check: setup
+	benchmarks/gpu_check.sh notebooks/00_setup_and_model.ipynb notebooks/07_finetuning_cost.ipynb notebooks/08_lora.ipynb
+
 clean:
 	rm -rf $(VENV)
