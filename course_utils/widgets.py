@@ -10,6 +10,7 @@ from course_utils.plots.sampling import BEFORE_COLOUR, KEPT_COLOUR, REMOVED_COLO
 from course_utils.sampling import SamplingConfig
 
 CLASSROOM_SCALE = 1.6
+CHART_DPI = 80
 DEFAULT_PRESETS = {
     "greedy": SamplingConfig(temperature=0.0),
     "top-k 40": SamplingConfig(temperature=1.0, top_k=40),
@@ -17,6 +18,7 @@ DEFAULT_PRESETS = {
 }
 
 
+SETTINGS_HINT = "<small>temperature 0 = greedy · off: top-k 0, top-p 1, min-p 0, repetition penalty 1</small>"
 COLOUR_KEY = (f'<small><span style="color:{BEFORE_COLOUR}">■</span> model probability · '
               f'<span style="color:{KEPT_COLOUR}">■</span> after warping (kept) · '
               f'<span style="color:{REMOVED_COLOUR}">✕ red label</span> removed</small>')
@@ -47,9 +49,9 @@ class ExplorerWidget:
         self.prompt = widgets.Textarea(value=explorer.prompt, description="prompt",
                                        layout=widgets.Layout(width="48em", height="4em"))
         self.prompt.add_class("explorer-prompt")
-        self.temperature = _slider(widgets.FloatSlider, "temperature (0 = greedy)", "explorer-temperature",
+        self.temperature = _slider(widgets.FloatSlider, "temperature", "explorer-temperature",
                                    value=config.temperature, min=0.0, max=5.0, step=0.05)
-        self.top_k = _slider(widgets.IntSlider, "top-k (0 = off)", "explorer-top-k",
+        self.top_k = _slider(widgets.IntSlider, "top-k", "explorer-top-k",
                              value=config.top_k, min=0, max=200, step=1)
         self.top_p = _slider(widgets.FloatSlider, "top-p", "explorer-top-p",
                              value=config.top_p, min=0.01, max=1.0, step=0.01)
@@ -90,7 +92,7 @@ class ExplorerWidget:
         controls = widgets.VBox([self.prompt, *self.sliders,
                                  widgets.HBox([self.seed, self.next_button, self.generate_button, self.reset_button,
                                                self.classroom])])
-        key = widgets.HTML(COLOUR_KEY)
+        key = widgets.HTML(COLOUR_KEY + "<br>" + SETTINGS_HINT)
         self.ui = widgets.VBox([controls, widgets.HBox([widgets.VBox([self.plot, key]),
                                                         widgets.VBox([self.count, self.timing, self.text])]),
                                 self.log])
@@ -153,7 +155,10 @@ class ExplorerWidget:
             self._charts[scale] = CandidateChart(len(table.labels), font_scale=scale)
         chart = self._charts[scale]
         chart.update(**table.plot_kwargs(), title=title)
-        return chart.png()
+        png = chart.png(dpi=CHART_DPI)
+        width = round(chart.figure.get_figwidth() * CHART_DPI)
+        self.plot.layout.width = self.plot.layout.min_width = f"{width}px"  # never squeezed by the text next to it
+        return png
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

@@ -57,11 +57,17 @@ def start_jupyterlab(root: Path, log_path: Path) -> tuple[subprocess.Popen, str]
     settings = root.parent / "jupyter-settings"
     env = dict(os.environ, COURSE_FAST="1", TQDM_DISABLE="1", JUPYTER_CONFIG_DIR=str(settings / "config"),
                JUPYTERLAB_SETTINGS_DIR=str(settings / "lab-settings"), JUPYTER_RUNTIME_DIR=str(settings / "runtime"),
-               JUPYTERLAB_WORKSPACES_DIR=str(settings / "workspaces"), PYDEVD_DISABLE_FILE_VALIDATION="1")
+               JUPYTERLAB_WORKSPACES_DIR=str(settings / "workspaces"), PYDEVD_DISABLE_FILE_VALIDATION="1",
+               OMP_WAIT_POLICY="PASSIVE")  # kernel, server and browser share 2 cores: no busy-waiting torch threads
     env.pop("MPLBACKEND", None)
-    news = settings / "lab-settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    news.parent.mkdir(parents=True, exist_ok=True)
-    news.write_text('{"fetchNews": "false"}')  # no "get Jupyter news?" toast over the page
+    lab_settings = {  # no "get Jupyter news?" toast over the page; render every cell (no virtual scrolling)
+        "apputils-extension/notification": '{"fetchNews": "false"}',
+        "notebook-extension/tracker": '{"windowingMode": "none"}',
+    }
+    for plugin, value in lab_settings.items():
+        path = settings / "lab-settings" / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(value)
     command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
                f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
                "--ServerApp.port_retries=0", "--allow-root", "--ServerApp.terminals_enabled=False", "--LabApp.news_url=None",
