@@ -19,6 +19,7 @@ from .device import seed_everything
 from .generation import generate
 
 IGNORE_INDEX = -100
+SCHEDULES = ("constant", "linear")
 
 
 def chat_messages(prompt: str, system: str | None = None) -> list[dict]:
@@ -92,7 +93,10 @@ def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters of ``train``. The learning rate is constant; gradients are clipped to ``max_grad_norm``."""
+    """Hyper-parameters of ``train``. Gradients are clipped to ``max_grad_norm``.
+
+    ``schedule``: "constant" keeps the learning rate at ``lr``; "linear" decays it linearly from ``lr`` to zero.
+    """
 
     steps: int
     batch_size: int = 16
@@ -101,6 +105,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     eval_every: int = 0
     seed: int = 0
+    schedule: str = "constant"
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size"):
@@ -112,6 +117,12 @@ class TrainConfig:
             raise ValueError("TrainConfig.weight_decay must be >= 0 and max_grad_norm > 0")
         if not isinstance(self.eval_every, int) or self.eval_every < 0:
             raise ValueError(f"TrainConfig.eval_every must be an integer >= 0 (0 = never), got {self.eval_every!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"TrainConfig.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+
+    def lr_factor(self, step: int) -> float:
+        """Multiplier of ``lr`` for the 0-based ``step``."""
+        return 1.0 if self.schedule == "constant" else 1.0 - step / self.steps
 
 
 @dataclass
@@ -161,6 +172,7 @@ def train(model: nn.Module, examples: Sequence[tuple[list[int], list[int]]], con
         raise ValueError(f"need at least batch_size={config.batch_size} examples, got {len(examples)}")
     generator = seed_everything(config.seed)
     optimizer = torch.optim.AdamW(trainable_parameters(model), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, config.lr_factor)
     history = TrainHistory()
     order = torch.randperm(len(examples), generator=generator).tolist()
     start = time.perf_counter()
@@ -171,6 +183,7 @@ def train(model: nn.Module, examples: Sequence[tuple[list[int], list[int]]], con
         batch, order = [examples[i] for i in order[:config.batch_size]], order[config.batch_size:]
         model.train()
         loss = train_step(model, optimizer, *collate(batch, pad_id), config.max_grad_norm)
+        scheduler.step()
         history.losses.append(loss)
         bar.set_postfix(loss=f"{loss:.3f}")
         if evaluate is not None and ((config.eval_every and step % config.eval_every == 0) or step == config.steps):

@@ -76,6 +76,10 @@ def test_train_config_validation(tiny_model):
         TrainConfig(steps=0)
     with pytest.raises(ValueError, match="lr must be positive"):
         TrainConfig(steps=1, lr=0)
+    with pytest.raises(ValueError, match=r"schedule must be one of \('constant', 'linear'\)"):
+        TrainConfig(steps=1, schedule="cosine")
+    linear = TrainConfig(steps=4, schedule="linear")
+    assert [linear.lr_factor(s) for s in range(4)] == [1.0, 0.75, 0.5, 0.25]
     with pytest.raises(ValueError, match="no trainable parameters"):
         tiny_model.requires_grad_(False)
         train(tiny_model, _toy_examples(8, 97), TrainConfig(steps=1, batch_size=4), pad_id=0, progress=False)
