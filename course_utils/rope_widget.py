@@ -35,7 +35,8 @@ def pair_rotation_state(q_pair, k_pair, query_position: int, key_position: int, 
     """Rotate a 2-D query pair by m * theta_i and a key pair by n * theta_i (pair i of a RoPE head)."""
     q_pair, k_pair = torch.as_tensor(q_pair, dtype=torch.float64), torch.as_tensor(k_pair, dtype=torch.float64)
     if q_pair.shape != (2,) or k_pair.shape != (2,):
-        raise ValueError(f"q_pair and k_pair must hold 2 numbers, got shapes {tuple(q_pair.shape)}, {tuple(k_pair.shape)}")
+        raise ValueError(f"q_pair and k_pair must hold 2 numbers, got shapes {tuple(q_pair.shape)} and "
+                         f"{tuple(k_pair.shape)}")
     if not 0 <= pair_index < head_dim // 2:
         raise ValueError(f"pair_index must lie in [0, {head_dim // 2 - 1}] for head_dim={head_dim}, got {pair_index}")
     theta = float(rope_inverse_frequencies(head_dim, base)[pair_index])
@@ -69,8 +70,8 @@ def rope_explorer(q_pair=(1.0, 0.2), k_pair=(0.7, -0.6), head_dim: int = 64, bas
     def redraw(_change=None) -> None:
         state = pair_rotation_state(q_pair, k_pair, query.value, key.value, pair.value, head_dim, base)
         caption.value = state.caption(query.value, key.value, pair.value)
-        figure = rope_pair_figure(state.q_rotated, state.k_rotated,
-                                  title=f"pair {pair.value}: q at angle {state.q_angle:+.2f}, k at {state.k_angle:+.2f}")
+        title = f"pair {pair.value}: q at angle {state.q_angle:+.2f}, k at {state.k_angle:+.2f}"
+        figure = rope_pair_figure(state.q_rotated, state.k_rotated, title=title)
         with picture:
             picture.clear_output(wait=True)
             display(figure)

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .positional import (LearnedPositionEmbedding, alibi_slopes, apply_rope, relative_distances, scaled_rope_angles,
-                         sinusoidal_encoding, t5_relative_buckets, ROPE_SCALINGS)
+from .positional import (ROPE_SCALINGS, LearnedPositionEmbedding, alibi_slopes, apply_rope, relative_distances,
+                         scaled_rope_angles, sinusoidal_encoding, t5_relative_buckets)
 
 POSITION_SCHEMES = ("none", "sinusoidal", "learned", "relative", "alibi", "rope")
 IGNORE_INDEX = -100
@@ -103,7 +103,8 @@ class TinyBlock(nn.Module):
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(config.dim), nn.LayerNorm(config.dim)
         self.attn = TinyAttention(config)
-        self.mlp = nn.Sequential(nn.Linear(config.dim, 4 * config.dim), nn.GELU(), nn.Linear(4 * config.dim, config.dim))
+        hidden = 4 * config.dim
+        self.mlp = nn.Sequential(nn.Linear(config.dim, hidden), nn.GELU(), nn.Linear(hidden, config.dim))
 
     def forward(self, x: torch.Tensor, rope_scaling: str, rope_factor: float) -> torch.Tensor:
         x = x + self.attn(self.norm1(x), rope_scaling, rope_factor)
@@ -124,7 +125,7 @@ class TinyTransformer(nn.Module):
         self.head = nn.Linear(config.dim, config.vocab_size)
 
     def forward(self, ids: torch.Tensor, rope_scaling: str = "none", rope_factor: float = 1.0) -> torch.Tensor:
-        """``rope_scaling`` / ``rope_factor``: see ``positional.scaled_rope_angles`` (only the RoPE scheme uses them)."""
+        """Logits [B, T, V]; ``rope_scaling`` / ``rope_factor`` as in ``positional.scaled_rope_angles`` (RoPE only)."""
         if ids.dim() != 2 or ids.shape[1] == 0:
             raise ValueError(f"ids must have shape [batch, time] with time >= 1, got {tuple(ids.shape)}")
         if ids.shape[1] > self.config.max_len:

@@ -113,8 +113,8 @@ def test_rope_layouts_agree_on_permuted_vectors():
     x = torch.randn(3, 5, 16)
     cos, sin = rope_angles(torch.arange(5), 16)
     order = interleaved_to_half_order(16)
-    assert torch.allclose(apply_rope(x, cos, sin, "interleaved")[..., order], apply_rope(x[..., order], cos, sin, "half"),
-                          atol=1e-6)
+    rotate_then_reorder = apply_rope(x, cos, sin, "interleaved")[..., order]
+    assert torch.allclose(rotate_then_reorder, apply_rope(x[..., order], cos, sin, "half"), atol=1e-6)
 
 
 def test_permute_qk_rows_round_trip():

@@ -18,8 +18,8 @@ def matrix_heatmaps(matrices: Mapping[str, object], xlabel: str, ylabel: str, cm
     """One heatmap per named matrix, side by side, each with its own colour bar."""
     if not matrices:
         raise ValueError("matrix_heatmaps needs at least one matrix")
-    fig, axes = new_figure(ncols=len(matrices), width=4.2, height=3.6, squeeze=False)
-    for ax, (title, matrix) in zip(axes[0], matrices.items()):
+    fig, axes = new_figure(ncols=len(matrices), width=4.2, height=3.6)
+    for ax, (title, matrix) in zip(np.atleast_1d(axes), matrices.items()):
         image = ax.imshow(_array(matrix), aspect="auto", cmap=cmap, interpolation="nearest")
         ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
         fig.colorbar(image, ax=ax, label=colorbar_label)
@@ -74,10 +74,11 @@ def rope_rotation_figure(trajectories, pair_indices: Sequence[int], positions, w
     points = _array(trajectories)
     if points.ndim != 3 or points.shape[0] != len(pair_indices) or points.shape[2] != 2:
         raise ValueError(f"trajectories must have shape [{len(pair_indices)}, positions, 2], got {points.shape}")
-    fig, axes = new_figure(ncols=len(pair_indices), width=3.2, height=3.4, squeeze=False)
+    fig, axes = new_figure(ncols=len(pair_indices), width=3.2, height=3.4)
+    axes = np.atleast_1d(axes)
     colour = _array(positions)
     radius = np.abs(points).max() * 1.15
-    for ax, pair, path, wavelength in zip(axes[0], pair_indices, points, _array(wavelengths)):
+    for ax, pair, path, wavelength in zip(axes, pair_indices, points, _array(wavelengths)):
         ax.plot(path[:, 0], path[:, 1], color="lightgrey", linewidth=0.8, zorder=0)
         dots = ax.scatter(path[:, 0], path[:, 1], c=colour, cmap="plasma", s=14)
         ax.annotate("", xy=path[-1], xytext=(0, 0), arrowprops=dict(arrowstyle="->", color="black"))
@@ -85,7 +86,7 @@ def rope_rotation_figure(trajectories, pair_indices: Sequence[int], positions, w
                xlabel=f"dim {2 * pair}", ylabel=f"dim {2 * pair + 1}")
         ax.set_aspect("equal")
         ax.title.set_fontsize(9)
-    fig.colorbar(dots, ax=axes[0, -1], label="position")
+    fig.colorbar(dots, ax=axes[-1], label="position")
     return fig
 
 
