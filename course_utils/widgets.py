@@ -11,6 +11,7 @@ from course_utils.sampling import SamplingConfig
 
 CLASSROOM_SCALE = 1.6
 CHART_DPI = 80
+LOG_ROWS = 8
 DEFAULT_PRESETS = {
     "greedy": SamplingConfig(temperature=0.0),
     "top-k 40": SamplingConfig(temperature=1.0, top_k=40),
@@ -93,9 +94,9 @@ class ExplorerWidget:
                                  widgets.HBox([self.seed, self.next_button, self.generate_button, self.reset_button,
                                                self.classroom])])
         key = widgets.HTML(COLOUR_KEY + "<br>" + SETTINGS_HINT)
-        self.ui = widgets.VBox([controls, widgets.HBox([widgets.VBox([self.plot, key]),
-                                                        widgets.VBox([self.count, self.timing, self.text])]),
-                                self.log])
+        chart_column = widgets.VBox([self.plot, key], layout=widgets.Layout(flex="0 0 auto"))
+        text_column = widgets.VBox([self.count, self.timing, self.text], layout=widgets.Layout(flex="1 1 0", min_width="0"))
+        self.ui = widgets.VBox([controls, widgets.HBox([chart_column, text_column]), self.log])
         self.ui.add_class("sampling-explorer")
         self.refresh()
 
@@ -144,7 +145,7 @@ class ExplorerWidget:
                             f'<b>{table.kept_mass:.1%}</b> of the probability mass · entropy '
                             f'<b>{table.entropy_after:.2f}</b> bits (model: {table.entropy_before:.2f})</div>')
         self.text.value = self.explorer.text_html(font_scale=scale)
-        self.log.value = log_html(self.explorer.records, font_scale=scale)
+        self.log.value = log_html(self.explorer.records, last=LOG_ROWS, font_scale=scale)
         self.last_redraw_ms = 1000 * (time.perf_counter() - start)
         self.redraws += 1
         self.timing.value = (f"<small>redraw #{self.redraws}: {self.last_redraw_ms:.0f} ms · "

@@ -79,7 +79,7 @@ def _run_all_cells(page) -> None:
 def test_explorer_reacts_in_browser(chromium, lab_url, tmp_path):
     root, url = lab_url
     name = shutil.copy(NOTEBOOK, root / NOTEBOOK.name).name
-    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    page = chromium.new_page(viewport={"width": 1400, "height": 1500})
     timings = {}
     try:
         start = time.monotonic()
