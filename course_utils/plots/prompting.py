@@ -1,0 +1,64 @@
+"""Figures of the prompting lesson: strategy x task results and the spread of accuracy across prompt variants."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from . import new_figure
+
+
+def strategy_task_figure(rows: Sequence[Mapping]) -> Figure:
+    """Grouped bars: accuracy (left) and mean generated tokens (right) per task, one bar per strategy.
+
+    ``rows``: dicts with keys ``task``, ``strategy``, ``accuracy`` (0..1) and ``mean_tokens``.
+    """
+    if not rows:
+        raise ValueError("rows must be a non-empty list of {'task', 'strategy', 'accuracy', 'mean_tokens'} dicts")
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    strategies = list(dict.fromkeys(r["strategy"] for r in rows))
+    lookup = {(r["task"], r["strategy"]): r for r in rows}
+    fig, (left, right) = new_figure(ncols=2, width=5.6, height=3.6)
+    width = 0.8 / len(strategies)
+    x = np.arange(len(tasks))
+    for index, strategy in enumerate(strategies):
+        offset = x - 0.4 + width * (index + 0.5)
+        acc = [100 * lookup[(t, strategy)]["accuracy"] if (t, strategy) in lookup else np.nan for t in tasks]
+        tokens = [lookup[(t, strategy)]["mean_tokens"] if (t, strategy) in lookup else np.nan for t in tasks]
+        left.bar(offset, acc, width, label=strategy)
+        right.bar(offset, tokens, width, label=strategy)
+    for axis, label in ((left, "accuracy (%)"), (right, "mean generated tokens")):
+        axis.set_xticks(x, tasks)
+        axis.set_ylabel(label)
+        axis.set_xlabel("task")
+    left.set_ylim(0, 100)
+    left.set_title("Accuracy by prompting strategy")
+    right.set_title("Length of the replies")
+    right.legend(fontsize=8, loc="upper left")
+    return fig
+
+
+def spread_figure(groups: Mapping[str, Sequence[float]], title: str, chance: float | None = None) -> Figure:
+    """One column of dots per condition (each dot one prompt variant), with the mean as a bar.
+
+    ``groups``: condition name -> accuracies in 0..1. ``chance``: draws a dashed line at that accuracy.
+    """
+    if not groups or any(len(v) == 0 for v in groups.values()):
+        raise ValueError("groups must map each condition to a non-empty list of accuracies")
+    fig, axis = new_figure(width=6.4, height=3.6)
+    for position, (name, values) in enumerate(groups.items()):
+        values = 100 * np.asarray(values, dtype=float)
+        jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
+        axis.scatter(position + jitter, values, s=28, zorder=3)
+        axis.hlines(values.mean(), position - 0.25, position + 0.25, color="black", lw=2, zorder=2)
+        axis.vlines(position, values.min(), values.max(), color="grey", lw=1, zorder=1)
+    if chance is not None:
+        axis.axhline(100 * chance, color="grey", ls="--", lw=1, label="chance")
+        axis.legend(fontsize=8, loc="lower right")
+    axis.set_xticks(range(len(groups)), list(groups))
+    axis.set_ylabel("accuracy (%)")
+    axis.set_xlabel("prompt family (dot = one variant, bar = mean)")
+    axis.set_ylim(0, 100)
+    axis.set_title(title)
+    return fig
