@@ -159,3 +159,19 @@ def test_conv_adapter_starts_exact_and_merges():
     assert not torch.allclose(unmerged, before)
     assert (merged - unmerged).norm() / unmerged.norm() <= 1e-5
     assert isinstance(net[0], LoRAConv2d) and net[0].lora_A.shape == (2, 3, 3, 3) and net[0].lora_B.shape == (8, 2, 1, 1)
+
+
+def test_dropout_acts_on_the_adapter_branch_only():
+    torch.manual_seed(0)
+    layer = LoRALinear(nn.Linear(16, 8, bias=False), r=2, alpha=4, dropout=0.5).train()
+    x = torch.randn(64, 16)
+    with torch.no_grad():
+        assert torch.equal(layer(x), layer.base(x))  # B = 0: dropout on the frozen path would show here
+        layer.lora_B.normal_()
+        noisy_a, noisy_b = layer(x), layer(x)
+        layer.eval()
+        clean = layer(x)
+    assert not torch.equal(noisy_a, noisy_b)  # training mode: the adapter input is dropped at random
+    assert torch.equal(clean, layer(x))  # eval mode: deterministic
+    expected = layer.base(x) + 2.0 * x @ layer.lora_A.T @ layer.lora_B.T
+    torch.testing.assert_close(clean, expected)
