@@ -5,8 +5,12 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 
-def new_figure(ncols: int = 1, nrows: int = 1, width: float = 6.0, height: float = 3.6, **kwargs) -> tuple[Figure, object]:
-    """A figure with ``nrows x ncols`` axes sized per panel; the course's single place for figure defaults."""
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=True,
+def new_figure(ncols: int = 1, nrows: int = 1, width: float = 6.0, height: float = 3.6, squeeze: bool = True,
+               **kwargs) -> tuple[Figure, object]:
+    """A figure with ``nrows x ncols`` axes sized per panel; the course's single place for figure defaults.
+
+    ``squeeze=False`` always returns a 2-D array of axes (handy when the panel count varies).
+    """
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=squeeze,
                              constrained_layout=True, **kwargs)
     return fig, axes
