@@ -95,7 +95,8 @@ class ExplorerWidget:
                                                self.classroom])])
         key = widgets.HTML(COLOUR_KEY + "<br>" + SETTINGS_HINT)
         chart_column = widgets.VBox([self.plot, key], layout=widgets.Layout(flex="0 0 auto"))
-        text_column = widgets.VBox([self.count, self.timing, self.text], layout=widgets.Layout(flex="1 1 0", min_width="0"))
+        text_column = widgets.VBox([self.count, self.timing, self.text],
+                                   layout=widgets.Layout(flex="1 1 0", min_width="0"))  # wraps instead of overflowing
         self.ui = widgets.VBox([controls, widgets.HBox([chart_column, text_column]), self.log])
         self.ui.add_class("sampling-explorer")
         self.refresh()
@@ -141,7 +142,8 @@ class ExplorerWidget:
         table = self.explorer.candidates()
         title = f"next token after {len(self.explorer.ids)} tokens · {describe_config(self.explorer.config)}"
         self.plot.value = self._draw(table, title, scale)
-        self.count.value = (f'<div style="font-size:{1.1 * scale:.2f}em"><b>{plural(table.n_kept, "candidate")}</b> kept · '
+        kept = plural(table.n_kept, "candidate")
+        self.count.value = (f'<div style="font-size:{1.1 * scale:.2f}em"><b>{kept}</b> kept · '
                             f'<b>{table.kept_mass:.1%}</b> of the probability mass · entropy '
                             f'<b>{table.entropy_after:.2f}</b> bits (model: {table.entropy_before:.2f})</div>')
         self.text.value = self.explorer.text_html(font_scale=scale)

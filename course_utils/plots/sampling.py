@@ -25,7 +25,8 @@ def _check_candidates(labels: Sequence[str], prob_before: Sequence[float], prob_
     after = np.asarray(prob_after, dtype=float)
     for name, values in (("prob_before", before), ("prob_after", after)):
         if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1 + 1e-6:
-            raise ValueError(f"{name} must hold probabilities in [0, 1], got values in [{values.min()}, {values.max()}]")
+            raise ValueError(f"{name} must hold probabilities in [0, 1], "
+                             f"got values in [{values.min()}, {values.max()}]")
     return before, after, np.asarray(kept, dtype=bool)
 
 
@@ -67,7 +68,7 @@ def candidate_bars(labels: Sequence[str], prob_before: Sequence[float], prob_aft
 
 
 def candidate_grid(panels: Sequence[dict], ncols: int = 3) -> Figure:
-    """Several :func:`draw_candidates` panels side by side; each panel is a dict of that function's keyword arguments."""
+    """Several :func:`draw_candidates` panels side by side; each panel is a dict of its keyword arguments."""
     if not panels:
         raise ValueError("candidate_grid needs at least one panel")
     if ncols < 1:

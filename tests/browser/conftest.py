@@ -70,7 +70,8 @@ def start_jupyterlab(root: Path, log_path: Path) -> tuple[subprocess.Popen, str]
         path.write_text(value)
     command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
                f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-               "--ServerApp.port_retries=0", "--allow-root", "--ServerApp.terminals_enabled=False", "--LabApp.news_url=None",
+               "--ServerApp.port_retries=0", "--allow-root", "--ServerApp.terminals_enabled=False",
+               "--LabApp.news_url=None",
                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     log = open(log_path, "w")
     process = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
