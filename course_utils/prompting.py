@@ -332,6 +332,12 @@ class EvalResult:
     outputs: list[str] = field(repr=False)
     predictions: list[str | None] = field(repr=False)
     correct: list[bool] = field(repr=False)
+    finished: list[bool] = field(repr=False)
+
+    @property
+    def cut_off(self) -> float:
+        """Share of replies stopped by ``max_new_tokens`` before the end-of-turn token."""
+        return 1 - sum(self.finished) / len(self.finished)
 
     def row(self) -> dict:
         """A flat dict for a results table."""
@@ -345,7 +351,8 @@ def evaluate(model, tokenizer, task: Task, strategy: str, items: list[Item] | No
     """Generate greedily for every item with ``strategy``, extract the answers, and score them.
 
     ``items`` defaults to the task's test items. ``mean_tokens`` counts the new tokens of each reply (the end-of-turn
-    token included when it was reached); ``seconds`` is the wall time of generation alone.
+    token included when it was reached); ``finished`` marks replies that reached it; ``seconds`` is the wall time of
+    generation alone.
     """
     items = list(task.items if items is None else items)
     if not items:
@@ -354,7 +361,7 @@ def evaluate(model, tokenizer, task: Task, strategy: str, items: list[Item] | No
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     prompts = [build_prompt(task, strategy, item.question, k, seed, instruction).token_ids(tokenizer)
                for item in items]
-    outputs, lengths, seconds = [], [], 0.0
+    outputs, lengths, finished, seconds = [], [], [], 0.0
     for start in range(0, len(prompts), batch_size):
         began = time.perf_counter()
         result = generate(model, prompts[start:start + batch_size], max_new_tokens=max_new_tokens,
@@ -362,10 +369,11 @@ def evaluate(model, tokenizer, task: Task, strategy: str, items: list[Item] | No
         seconds += time.perf_counter() - began
         outputs += result.texts
         lengths += [len(tokens) for tokens in result.tokens]
+        finished += result.finished
     predictions = [extract_answer(task, text) for text in outputs]
     correct = [is_correct(task, p, item) for p, item in zip(predictions, items)]
     return EvalResult(task.name, strategy, sum(correct) / len(items), sum(lengths) / len(lengths), seconds,
-                      outputs, predictions, correct)
+                      outputs, predictions, correct, finished)
 
 
 def evaluate_options(model, tokenizer, task: Task, strategy: str = "zero-shot", items: list[Item] | None = None,

@@ -251,6 +251,7 @@ def test_evaluate_scores_the_extracted_answers(course_model):
     assert result.correct == [is_correct(task, extract_answer(task, o), i) for o, i in zip(result.outputs, items)]
     assert result.accuracy == sum(result.correct) / 3
     assert 1 <= result.mean_tokens <= 12 and result.seconds > 0
+    assert result.cut_off == 1 - sum(result.finished) / 3
     with pytest.raises(ValueError, match="batch_size"):
         evaluate(model, tok, task, "few-shot", items, batch_size=0)
 
