@@ -27,7 +27,7 @@ def memory_breakdown(reports: Mapping[str, Mapping[str, float]], title: str = "M
     ax.set_ylabel("memory (MiB)")
     ax.set_ylim(0, max(bottoms) * 1.12)
     ax.set_title(title)
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside the axes: never hides a bar or its label
     return fig
 
 
