@@ -6,6 +6,8 @@ import random
 import re
 import resource
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -60,3 +62,18 @@ def peak_rss_mib() -> float:
 def tensor_mib(*tensors: torch.Tensor) -> float:
     """Total storage of the given tensors in MiB."""
     return sum(t.numel() * t.element_size() for t in tensors) / 2**20
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch on one CPU thread inside the block, restoring the previous setting afterwards.
+
+    Small tensors (a tiny model, one 49k-entry logits vector) gain nothing from a second thread, and on a busy
+    2-core machine the threads' synchronisation made such work up to ten times slower (measured for lessons 03, 05).
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

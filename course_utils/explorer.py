@@ -8,13 +8,13 @@ from __future__ import annotations
 import dataclasses
 import html
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from matplotlib import colormaps
 from matplotlib.colors import to_hex
 
+from course_utils.device import single_thread
 from course_utils.sampling import SamplingConfig, sample_next, warp_logits
 
 TOKEN_COLOURMAP = "RdYlGn"  # red = the model found the token unlikely, green = likely
@@ -167,18 +167,6 @@ def log_html(records: list[StepRecord], last: int = 12, font_scale: float = 1.0)
             for r in reversed(records[-last:])]
     return (f'<table style="font-size:{0.85 * font_scale:.2f}em;border-collapse:collapse">'
             f'{header}{"".join(rows)}</table>')
-
-
-@contextmanager
-def single_thread():
-    """Run torch on one thread inside the block. Warping one 49k-entry vector gains nothing from threads, and on a
-    busy 2-core machine a second thread made it ten times slower (measured while writing lesson 03)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 class SamplingExplorer:

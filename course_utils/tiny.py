@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .device import single_thread
 from .positional import (ROPE_SCALINGS, LearnedPositionEmbedding, alibi_slopes, apply_rope, relative_distances,
                          scaled_rope_angles, sinusoidal_encoding, t5_relative_buckets)
 
@@ -158,21 +157,6 @@ def k_back_batch(generator: torch.Generator, batch_size: int, length: int, vocab
     return tokens, targets
 
 
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run PyTorch on one CPU thread inside the block, then restore the previous setting.
-
-    Tiny matrices gain nothing from several threads, and on a busy shared CPU the threads' synchronisation can make
-    a step ten times slower.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 @dataclass
 class TrainResult:
     """A trained tiny model with its loss curve and wall-clock training time."""
@@ -187,7 +171,7 @@ def train_tiny(config: TinyConfig, train_len: int = 32, steps: int = 400, batch_
     """Train a fresh TinyTransformer on the k-back task at length ``train_len`` (AdamW, no weight decay, cosine lr).
 
     No weight decay on purpose: learned position vectors that never get a gradient keep their initial values.
-    Runs on one CPU thread (see ``one_thread``).
+    Runs on one CPU thread (see ``course_utils.device.single_thread``).
     """
     if steps <= 0 or batch_size <= 0 or not lr > 0:
         raise ValueError(f"steps and batch_size must be positive and lr > 0, got {steps}, {batch_size}, {lr}")
@@ -205,7 +189,7 @@ def train_tiny(config: TinyConfig, train_len: int = 32, steps: int = 400, batch_
         iterator = tqdm(iterator, desc=f"{config.scheme} seed {seed}", leave=False)
     start = time.perf_counter()
     model.train()
-    with one_thread():
+    with single_thread():
         for _ in iterator:
             tokens, targets = k_back_batch(data, batch_size, train_len, config.vocab_size, offset)
             logits = model(tokens)
@@ -225,7 +209,7 @@ def k_back_accuracy(model: TinyTransformer, length: int, offset: int = 3, n_sequ
     """Fraction of positions t >= offset where the model's argmax is the token ``offset`` steps back."""
     tokens, targets = k_back_batch(torch.Generator().manual_seed(seed), n_sequences, length,
                                    model.config.vocab_size, offset)
-    with one_thread():
+    with single_thread():
         predictions = model(tokens, rope_scaling=rope_scaling, rope_factor=rope_factor).argmax(-1)
     scored = targets != IGNORE_INDEX
     return (predictions[scored] == targets[scored]).float().mean().item()
