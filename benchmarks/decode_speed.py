@@ -52,7 +52,7 @@ def transformers_speed(device: str, new_tokens: int, repeats: int) -> tuple[floa
     prompt = torch.tensor([tokenizer.encode(PROMPT)], device=device)
     with tempfile.TemporaryDirectory() as folder:
         export_hf_dir(load_checkpoint(), Path(folder))
-        hf = transformers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32).to(device).eval()
+        hf = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(device).eval()
     tokens: list[int] = []
 
     def run():
