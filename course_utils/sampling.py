@@ -7,7 +7,8 @@ result renormalises over the survivors. Semantics follow Hugging Face transforme
 
 - ``top_p`` accumulates probability from the most likely token down (HF accumulates from the least likely up).
   Both keep a token when the mass of the tokens ranked above it is below ``p``; they can disagree only when that mass
-  lies within float rounding of ``p``. ``p`` must lie in (0, 1] (HF also accepts 0, which there means greedy).
+  lies within float rounding of ``p``, or when tokens with exactly equal logits straddle the cut (which of them
+  survive then depends on the sort order, in both). ``p`` must lie in (0, 1] (HF also accepts 0: greedy there).
 - ``temperature(logits, 0)`` is refused; greedy decoding is ``SamplingConfig(temperature=0)``.
 - ``repetition_penalty`` takes the ids to penalise as an argument instead of reading the model input.
 """

@@ -107,3 +107,24 @@ def test_same_generator_seed_same_draws():
 def test_invalid_arguments_raise_value_error_naming_the_range(call, allowed):
     with pytest.raises(ValueError, match=allowed):
         call(torch.zeros(10))
+
+
+def test_same_result_as_hugging_face_warpers():
+    """Reference check against transformers' own warpers (skipped when transformers is not installed)."""
+    hf = pytest.importorskip("transformers.generation.logits_process")
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.cat([torch.randn(4, 300, generator=gen) * 3, torch.randint(-3, 4, (2, 300), generator=gen).float()])
+    previous = torch.randint(0, 300, (6, 12), generator=gen)
+    cases = [
+        (top_k(logits, 7), hf.TopKLogitsWarper(7)),
+        (min_p(logits, 0.15), hf.MinPLogitsWarper(0.15)), (temperature(logits, 0.6), hf.TemperatureLogitsWarper(0.6)),
+        (repetition_penalty(logits, previous, 1.4), hf.RepetitionPenaltyLogitsProcessor(1.4)),
+    ]
+    for ours, warper in cases:
+        theirs = warper(previous, logits.clone())
+        assert torch.equal(torch.isinf(ours), torch.isinf(theirs)), type(warper).__name__
+        assert torch.allclose(ours[~torch.isinf(ours)], theirs[~torch.isinf(theirs)]), type(warper).__name__
+    # top-p on rows without ties (with exact ties at the cut, which tied tokens survive depends on the sort order)
+    distinct = logits[:4]
+    for p in [0.3, 0.8, 0.95]:
+        assert torch.equal(top_p(distinct, p), hf.TopPLogitsWarper(p)(previous[:4], distinct.clone()))
