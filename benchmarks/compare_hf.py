@@ -134,12 +134,13 @@ def lora_step(folder: Path, batch: int, length: int, repeats: int) -> dict:
 
 def loading(folder: Path) -> dict:
     """Cold load (dequantise + build the cache) in a fresh cache folder, then warm load; and transformers' load."""
+    source = default_weights_path()  # read before COURSE_CACHE points elsewhere
     with tempfile.TemporaryDirectory() as cache:
         previous = os.environ.get("COURSE_CACHE")
         os.environ["COURSE_CACHE"] = cache
         try:
-            gguf = Path(cache) / default_weights_path().name
-            shutil.copyfile(default_weights_path(), gguf)
+            gguf = Path(cache) / source.name
+            shutil.copyfile(source, gguf)
             start = time.perf_counter()
             load_model(gguf, device="cpu")
             cold = time.perf_counter() - start
@@ -202,13 +203,17 @@ def main() -> None:
         export_hf_dir(load_checkpoint(), Path(folder))
         hf = reference_model(Path(folder))
         results = {"machine": machine(), "settings": {"repeats": repeats, "new_tokens": new_tokens}}
-        results["correctness"] = correctness(course, hf, tokenizer)
-        results["decode_b1"] = decoding(course, hf, tokenizer, 1, new_tokens, repeats)
-        results["decode_b8"] = decoding(course, hf, tokenizer, 8, new_tokens, repeats)
-        results["prefill"] = prefill(course, hf, tokenizer, 512, repeats)
-        del hf
-        results["lora_step"] = lora_step(Path(folder), 16, 64, repeats)
-        results["load"] = loading(Path(folder))
+        steps = {
+            "correctness": lambda: correctness(course, hf, tokenizer),
+            "decode_b1": lambda: decoding(course, hf, tokenizer, 1, new_tokens, repeats),
+            "decode_b8": lambda: decoding(course, hf, tokenizer, 8, new_tokens, repeats),
+            "prefill": lambda: prefill(course, hf, tokenizer, 512, repeats),
+            "lora_step": lambda: lora_step(Path(folder), 16, 64, repeats),
+            "load": lambda: loading(Path(folder)),
+        }
+        for name, run in steps.items():
+            results[name] = run()
+            print(f"{name}: {json.dumps(results[name])}", flush=True)
     print_table(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
