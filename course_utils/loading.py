@@ -33,6 +33,7 @@ def load_model(path: str | os.PathLike | None = None, device: str | None = "auto
     model.load_state_dict(checkpoint.state_dict, strict=False, assign=True)
     model.tie_weights()
     model.to(device=target, dtype=dtype).eval()
+    model.join_projections()
     if not checkpoint.tokenizer_json:
         raise ValueError("these weights come without a tokenizer (tokenizer.json); the course needs one")
     tokenizer = ChatTokenizer(Tokenizer.from_str(checkpoint.tokenizer_json), checkpoint.chat_template,

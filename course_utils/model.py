@@ -6,11 +6,13 @@ Module names follow Hugging Face's LlamaForCausalLM without the ``model.`` prefi
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .linear_backend import linear
 from .positional import ROPE_LAYOUTS, apply_rope, rope_angles
 
 
@@ -106,6 +108,63 @@ class KVCache:
         self.values = self.values[:, batch_index]
 
 
+class RopeTables(NamedTuple):
+    """The rotation of every position, computed once per forward pass and shared by all layers.
+
+    ``cos``, ``sin``: [B, T, 1, head_dim / 2] (broadcast over heads); ``rotation``: ``cos + i sin`` (complex).
+    """
+
+    cos: torch.Tensor
+    sin: torch.Tensor
+    rotation: torch.Tensor
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` whose product runs through ``linear_backend.linear`` (faster token-by-token decoding on CPU)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, self.bias)
+
+
+def join_weights(layers: list[nn.Linear]) -> None:
+    """Store the weights of ``layers`` (same input size, no bias) as consecutive row blocks of ONE matrix.
+
+    Each ``layer.weight`` becomes a view of its block, so the modules, their names and the state dict stay as they
+    were, and in-place updates (optimiser steps, ``load_state_dict``, LoRA merges) land in the joint matrix.
+    ``joined_weight`` then hands the whole matrix to a single product instead of one per layer.
+    """
+    joint = torch.cat([layer.weight.detach() for layer in layers])
+    start = 0
+    for layer in layers:
+        rows = layer.weight.shape[0]
+        layer.weight = nn.Parameter(joint[start:start + rows], requires_grad=layer.weight.requires_grad)
+        start += rows
+
+
+def joined_weight(layers: list[nn.Module]) -> torch.Tensor | None:
+    """The matrix made by ``join_weights``, or None when one product would not be the same computation.
+
+    Joined products serve inference only (autograd off): in training the backward pass would have to split and
+    re-join the gradients, which costs what the joined forward saves. None also when a layer is no longer a plain
+    ``Linear`` (e.g. wrapped by LoRA) or when the weights were replaced rather than updated in place (e.g. by
+    ``model.to(...)``: call ``LlamaModel.join_projections()`` again).
+    """
+    if torch.is_grad_enabled() or any(type(layer) is not Linear or layer.bias is not None for layer in layers):
+        return None
+    first = layers[0].weight
+    storage, rows = first.untyped_storage().data_ptr(), 0
+    for layer in layers:
+        weight = layer.weight
+        if not weight.is_contiguous():
+            return None
+        if (weight.untyped_storage().data_ptr() != storage or weight.dtype != first.dtype
+                or weight.shape[1] != first.shape[1]
+                or weight.storage_offset() != first.storage_offset() + rows * first.shape[1]):
+            return None
+        rows += weight.shape[0]
+    return first.detach().as_strided((rows, first.shape[1]), (first.shape[1], 1))
+
+
 class Attention(nn.Module):
     """Grouped-query self-attention: n_heads query heads share n_kv_heads key/value heads."""
 
@@ -113,18 +172,32 @@ class Attention(nn.Module):
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, config.head_dim
         self.rope_layout = config.rope_layout
-        self.q_proj = nn.Linear(config.dim, config.n_heads * config.head_dim, bias=False)
-        self.k_proj = nn.Linear(config.dim, config.n_kv_heads * config.head_dim, bias=False)
-        self.v_proj = nn.Linear(config.dim, config.n_kv_heads * config.head_dim, bias=False)
-        self.o_proj = nn.Linear(config.n_heads * config.head_dim, config.dim, bias=False)
+        self.q_proj = Linear(config.dim, config.n_heads * config.head_dim, bias=False)
+        self.k_proj = Linear(config.dim, config.n_kv_heads * config.head_dim, bias=False)
+        self.v_proj = Linear(config.dim, config.n_kv_heads * config.head_dim, bias=False)
+        self.o_proj = Linear(config.n_heads * config.head_dim, config.dim, bias=False)
 
-    def forward(self, x, cos, sin, mask, cache: KVCache | None, layer: int) -> torch.Tensor:
+    def _rotate(self, x: torch.Tensor, rope: RopeTables) -> torch.Tensor:
+        return apply_rope(x, rope.cos, rope.sin, self.rope_layout, rotation=rope.rotation)
+
+    def _queries_keys_values(self, x: torch.Tensor, rope: RopeTables):
+        """q [B, T, H, d] and k, v [B, T, K, d], RoPE applied to q and k."""
         batch, steps, _ = x.shape
-        q = self.q_proj(x).view(batch, steps, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(batch, steps, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(batch, steps, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        q = apply_rope(q, cos, sin, self.rope_layout)
-        k = apply_rope(k, cos, sin, self.rope_layout)
+        heads, kv_heads, head_dim = self.n_heads, self.n_kv_heads, self.head_dim
+        qkv = joined_weight([self.q_proj, self.k_proj, self.v_proj])
+        if qkv is None:  # three products, e.g. while q_proj or v_proj carry LoRA
+            q = self.q_proj(x).view(batch, steps, heads, head_dim)
+            k = self.k_proj(x).view(batch, steps, kv_heads, head_dim)
+            v = self.v_proj(x).view(batch, steps, kv_heads, head_dim)
+            return self._rotate(q, rope), self._rotate(k, rope), v
+        # one product and one rotation for q and k together: fewer, larger operations decode faster
+        projected = linear(x, qkv).view(batch, steps, heads + 2 * kv_heads, head_dim)
+        q_and_k = self._rotate(projected[:, :, :heads + kv_heads], rope)
+        return q_and_k[:, :, :heads], q_and_k[:, :, heads:], projected[:, :, heads + kv_heads:]
+
+    def forward(self, x, rope: RopeTables, mask, cache: KVCache | None, layer: int) -> torch.Tensor:
+        batch, steps, _ = x.shape
+        q, k, v = (t.transpose(1, 2) for t in self._queries_keys_values(x, rope))
         if cache is not None:
             k, v = cache.write(layer, k, v)
         is_causal = mask is None and steps > 1
@@ -138,12 +211,17 @@ class MLP(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.gate_proj = nn.Linear(config.dim, config.ffn_dim, bias=False)
-        self.up_proj = nn.Linear(config.dim, config.ffn_dim, bias=False)
-        self.down_proj = nn.Linear(config.ffn_dim, config.dim, bias=False)
+        self.gate_proj = Linear(config.dim, config.ffn_dim, bias=False)
+        self.up_proj = Linear(config.dim, config.ffn_dim, bias=False)
+        self.down_proj = Linear(config.ffn_dim, config.dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate_up = joined_weight([self.gate_proj, self.up_proj])
+        if gate_up is None:
+            gate, up = self.gate_proj(x), self.up_proj(x)
+        else:  # one product for both
+            gate, up = linear(x, gate_up).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class Block(nn.Module):
@@ -156,8 +234,8 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.dim, config.norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x, cos, sin, mask, cache, layer):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, layer)
+    def forward(self, x, rope: RopeTables, mask, cache, layer):
+        x = x + self.self_attn(self.input_layernorm(x), rope, mask, cache, layer)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -170,8 +248,22 @@ class LlamaModel(nn.Module):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.dim)
         self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.norm = RMSNorm(config.dim, config.norm_eps)
-        self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.dim, config.vocab_size, bias=False)
         self.tie_weights()
+        self.join_projections()
+
+    def join_projections(self) -> None:
+        """Store q/k/v and gate/up weights jointly per block (see ``join_weights``): same model, fewer products.
+
+        ``load_model`` calls this after moving the weights; call it again after ``model.to(...)``, which replaces
+        the weights by separate tensors (the model stays correct without it, only slower). Layers already wrapped
+        (e.g. by LoRA) are left alone.
+        """
+        for block in self.layers:
+            for group in ([block.self_attn.q_proj, block.self_attn.k_proj, block.self_attn.v_proj],
+                          [block.mlp.gate_proj, block.mlp.up_proj]):
+                if all(type(layer) is Linear for layer in group):
+                    join_weights(group)
 
     def tie_weights(self) -> None:
         """Share the embedding matrix with the output head when the config says so."""
@@ -236,10 +328,11 @@ class LlamaModel(nn.Module):
             own[torch.arange(steps), torch.arange(past, past + steps)] = True  # a padded query still sees itself
             mask = ((causal & keep[:, None, :]) | own)[:, None]
         cos, sin = rope_angles(positions, self.config.head_dim, self.config.rope_theta)
-        cos, sin = cos[:, None], sin[:, None]  # broadcast over heads
+        cos, sin = cos[:, :, None], sin[:, :, None]  # [B, T, 1, head_dim / 2]: broadcast over heads
+        rope = RopeTables(cos, sin, torch.complex(cos, sin))
         x = self.embed_tokens(input_ids)
         for index, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, mask, cache, index)
+            x = layer(x, rope, mask, cache, index)
         if cache is not None:
             cache.length = past + steps
         if last_only:

@@ -72,16 +72,15 @@ def collate(examples: Sequence[tuple[list[int], list[int]]], pad_id: int) -> tup
 def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy over positions whose label is not ``IGNORE_INDEX``.
 
-    The logits at position t predict the token at t + 1, hence the shift by one.
+    The logits at position t predict the token at t + 1, hence the shift by one. The labels are shifted, not the
+    logits: slicing [batch, time, vocab] logits would copy them, and copy their gradient back, on every step.
     """
     if logits.shape[:2] != labels.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} disagree on [batch, time]")
-    targets = labels[:, 1:]
+    targets = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)  # nothing to predict after the last position
     if not (targets != IGNORE_INDEX).any():
         raise ValueError("no answer tokens to learn from: every label is ignored")
-    predictions = logits[:, :-1]
-    return F.cross_entropy(predictions.reshape(-1, predictions.shape[-1]).float(), targets.reshape(-1),
-                           ignore_index=IGNORE_INDEX)
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
 
 
 def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
