@@ -66,9 +66,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (normed * self.weight.float()).to(x.dtype)
+        # F.rms_norm computes exactly the formula above, in one call instead of six
+        return F.rms_norm(x.float(), self.weight.shape, self.weight.float(), self.eps).to(x.dtype)
 
 
 class KVCache:
@@ -149,20 +148,22 @@ def joined_weight(layers: list[nn.Module]) -> torch.Tensor | None:
     ``Linear`` (e.g. wrapped by LoRA) or when the weights were replaced rather than updated in place (e.g. by
     ``model.to(...)``: call ``LlamaModel.join_projections()`` again).
     """
-    if torch.is_grad_enabled() or any(type(layer) is not Linear or layer.bias is not None for layer in layers):
+    if torch.is_grad_enabled():
         return None
-    first = layers[0].weight
-    storage, rows = first.untyped_storage().data_ptr(), 0
+    weights = []
     for layer in layers:
-        weight = layer.weight
-        if not weight.is_contiguous():
+        if type(layer) is not Linear or layer.bias is not None:
             return None
-        if (weight.untyped_storage().data_ptr() != storage or weight.dtype != first.dtype
-                or weight.shape[1] != first.shape[1]
-                or weight.storage_offset() != first.storage_offset() + rows * first.shape[1]):
+        weights.append(layer.weight)
+    first = weights[0]
+    columns, storage, offset = first.shape[1], first.untyped_storage().data_ptr(), first.storage_offset()
+    for weight in weights:  # each block must start where the previous one ended, in the same storage
+        if (weight.storage_offset() != offset or weight.shape[1] != columns or weight.dtype != first.dtype
+                or not weight.is_contiguous() or weight.untyped_storage().data_ptr() != storage):
             return None
-        rows += weight.shape[0]
-    return first.detach().as_strided((rows, first.shape[1]), (first.shape[1], 1))
+        offset += weight.numel()
+    rows = (offset - first.storage_offset()) // columns
+    return first.detach().as_strided((rows, columns), (columns, 1))
 
 
 class Attention(nn.Module):

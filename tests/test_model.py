@@ -109,3 +109,86 @@ def test_real_model_answers_paris(course_model):
             logits = model(torch.tensor([[token]]), cache=cache)
     assert "Paris" in tokenizer.decode(answer)
 
+
+
+# ---- joined q/k/v and gate/up weights ------------------------------------------------------------------------------
+
+def _groups(model):
+    for block in model.layers:
+        yield [block.self_attn.q_proj, block.self_attn.k_proj, block.self_attn.v_proj]
+        yield [block.mlp.gate_proj, block.mlp.up_proj]
+
+
+def test_joined_weights_are_views_of_one_matrix(tiny_model):
+    from course_utils.model import joined_weight
+    for group in _groups(tiny_model):
+        assert len({layer.weight.untyped_storage().data_ptr() for layer in group}) == 1
+        with torch.no_grad():
+            joint = joined_weight(group)
+        torch.testing.assert_close(joint, torch.cat([layer.weight for layer in group]), rtol=0, atol=0)
+        assert joined_weight(group) is None  # grad mode: separate products, as in training
+
+
+def test_joined_and_separate_products_give_the_same_logits(tiny_model):
+    from course_utils.model import joined_weight
+    ids = torch.randint(0, tiny_model.config.vocab_size, (2, 11), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        joined = tiny_model(ids)
+        tiny_model.float()  # a no-op conversion keeps the views
+        assert joined_weight(next(_groups(tiny_model))) is not None
+        tiny_model.double().float()  # real conversions replace every weight by its own tensor
+        assert all(joined_weight(group) is None for group in _groups(tiny_model))
+        separate = tiny_model(ids)
+        tiny_model.join_projections()
+        assert all(joined_weight(group) is not None for group in _groups(tiny_model))
+        rejoined = tiny_model(ids)
+    torch.testing.assert_close(separate, joined, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(rejoined, joined, rtol=1e-5, atol=1e-5)
+
+
+def test_in_place_updates_reach_the_joined_matrix(tiny_model):
+    """Optimiser steps and load_state_dict write into the views, so the joined product sees them."""
+    from course_utils.model import joined_weight
+    state = {name: torch.randn_like(value) for name, value in tiny_model.state_dict().items()}
+    tiny_model.load_state_dict(state)
+    attention = tiny_model.layers[1].self_attn
+    with torch.no_grad():
+        attention.v_proj.weight.add_(1.0)
+        joint = joined_weight([attention.q_proj, attention.k_proj, attention.v_proj])
+    torch.testing.assert_close(joint[-attention.v_proj.weight.shape[0]:], state["layers.1.self_attn.v_proj.weight"] + 1)
+
+
+def test_lora_wrapped_layers_fall_back_to_separate_products(tiny_model):
+    from course_utils.lora import add_lora, merge_lora
+    from course_utils.model import joined_weight
+    ids = torch.randint(0, tiny_model.config.vocab_size, (1, 7), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        before = tiny_model(ids)
+    add_lora(tiny_model, targets=("q_proj", "v_proj"), r=2, alpha=4)
+    attention, mlp = tiny_model.layers[0].self_attn, tiny_model.layers[0].mlp
+    with torch.no_grad():
+        for module in tiny_model.modules():
+            if hasattr(module, "lora_B"):
+                module.lora_B.normal_()
+        assert joined_weight([attention.q_proj, attention.k_proj, attention.v_proj]) is None
+        assert joined_weight([mlp.gate_proj, mlp.up_proj]) is not None  # the MLP is still plain
+        adapted = tiny_model(ids)
+        merge_lora(tiny_model)
+        merged = tiny_model(ids)
+    assert (adapted - before).abs().max() > 1e-3  # the adapter changes the output, so the next check can fail
+    torch.testing.assert_close(merged, adapted, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rmsnorm_is_the_formula(dtype):
+    from course_utils.model import RMSNorm
+    norm = RMSNorm(16, eps=1e-5)
+    with torch.no_grad():
+        norm.weight.copy_(torch.linspace(0.5, 2.0, 16))
+    x = (3 * torch.randn(4, 16, generator=torch.Generator().manual_seed(6))).to(dtype)
+    x64 = x.double()
+    expected = x64 / torch.sqrt(x64.pow(2).mean(-1, keepdim=True) + 1e-5) * norm.weight.double()
+    with torch.no_grad():
+        out = norm(x)
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.double(), expected.to(dtype).double(), rtol=1e-5, atol=1e-5)

@@ -236,3 +236,37 @@ def test_widget_state_rotates_and_keeps_the_dot_product_for_equal_offsets():
     assert later.dot == pytest.approx(first.dot, abs=1e-5)
     assert not torch.allclose(later.q_rotated, first.q_rotated)
     assert "m - n = 3" in first.caption(5, 2, 0)
+
+
+def _rope_by_rotation_matrices(x: torch.Tensor, positions: torch.Tensor, base: float) -> torch.Tensor:
+    """RoFormer's definition: block-diagonal 2x2 rotations R(m * theta_i) applied to adjacent pairs, in float64."""
+    half = x.shape[-1] // 2
+    theta = base ** (-torch.arange(half, dtype=torch.float64) * 2 / x.shape[-1])
+    out = torch.empty_like(x, dtype=torch.float64)
+    for t, m in enumerate(positions.tolist()):
+        for i in range(half):
+            c, s = math.cos(m * theta[i]), math.sin(m * theta[i])
+            rotation = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+            out[..., t, 2 * i:2 * i + 2] = x[..., t, 2 * i:2 * i + 2].double() @ rotation.T
+    return out
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-6), (torch.float32, 1e-5), (torch.bfloat16, 5e-2)])
+def test_interleaved_rope_is_roformers_rotation_in_every_dtype(dtype, tolerance):
+    """float32/64 take the complex-number route, bfloat16 the real one: both are the same rotation."""
+    positions = torch.tensor([0, 1, 7, 300])
+    x = torch.randn(2, 4, 8, generator=torch.Generator().manual_seed(5), dtype=torch.float64).to(dtype)
+    cos, sin = rope_angles(positions, 8, 10000.0)
+    expected = _rope_by_rotation_matrices(x, positions, 10000.0)
+    torch.testing.assert_close(apply_rope(x, cos, sin).double(), expected, rtol=0, atol=tolerance)
+    torch.testing.assert_close(apply_rope(x, cos, sin, rotation=torch.complex(cos, sin)).double(), expected,
+                               rtol=0, atol=tolerance)
+
+
+def test_interleaved_rope_accepts_any_memory_layout():
+    wide = torch.randn(3, 4, 9)
+    x = wide[..., 1:]  # an odd storage offset: cannot be viewed as complex numbers without a copy
+    cos, sin = rope_angles(torch.arange(4), 8)
+    torch.testing.assert_close(apply_rope(x, cos, sin), apply_rope(x.contiguous(), cos, sin))
+    torch.testing.assert_close(apply_rope(x.transpose(0, 1), cos[:, None], sin[:, None]),
+                               apply_rope(x, cos, sin).transpose(0, 1))

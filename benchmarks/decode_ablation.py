@@ -1,0 +1,152 @@
+"""Where decoding time goes on this CPU, and what each speed-up of the course model buys.
+
+1. Kernels: one float32 product of a few rows against each weight shape of SmolLM2-135M, MKL (``F.linear``)
+   against oneDNN (``linear_backend``), with weights cycled through so they come from memory, not cache.
+2. Ablation: greedy KV-cached decoding of the real model, batch 1 and 8, with each speed-up switched on or off:
+   oneDNN products, and joined q/k/v and gate/up weights (one product instead of three, and of two).
+   All variants run in turns in one process; medians are reported.
+3. Profile: the share of one decoding run spent in matrix products.
+
+    .venv/bin/python benchmarks/decode_ablation.py [--quick] [--out PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from course_utils import linear_backend, load_model
+from course_utils.generation import NO_EOS, generate
+
+PROMPT = "The history of the printing press begins in the fifteenth century, when"
+SHAPES = {"k_proj / v_proj": (192, 576), "q_proj / o_proj": (576, 576), "q+k+v joined": (960, 576),
+          "down_proj": (576, 1536), "gate_proj / up_proj": (1536, 576), "gate+up joined": (3072, 576),
+          "output head": (49152, 576)}
+READ_BANDWIDTH_BYTES = 512 * 2**20
+
+
+def read_bandwidth_gb_s() -> float:
+    """Bytes per second of summing a 512 MiB float32 tensor: what streaming the weights could reach."""
+    data = torch.ones(READ_BANDWIDTH_BYTES // 4)
+    data.sum()
+    start = time.perf_counter()
+    for _ in range(5):
+        data.sum()
+    return 5 * READ_BANDWIDTH_BYTES / (time.perf_counter() - start) / 1e9
+
+
+def kernel_table(rows: int, repeats: int) -> dict:
+    """GB/s of weight read by MKL and oneDNN for each shape; enough copies of a weight to overflow the caches."""
+    results = {}
+    for name, (out_features, in_features) in SHAPES.items():
+        copies = max(2, (64 * 2**20) // (out_features * in_features * 4))
+        weights = [torch.randn(out_features, in_features) for _ in range(copies)]
+        x = torch.randn(rows, in_features)
+        seconds = {}
+        for backend, product in (("mkl", F.linear), ("onednn", linear_backend.linear)):
+            with torch.inference_mode():
+                for weight in weights:
+                    product(x, weight)
+                start = time.perf_counter()
+                for _ in range(repeats):
+                    for weight in weights:
+                        product(x, weight)
+            seconds[backend] = (time.perf_counter() - start) / (repeats * copies)
+        gigabytes = out_features * in_features * 4 / 1e9
+        results[name] = {"shape": [out_features, in_features], "mkl_gb_s": gigabytes / seconds["mkl"],
+                         "onednn_gb_s": gigabytes / seconds["onednn"]}
+    return results
+
+
+def separate_weights(model) -> None:
+    """Give every weight its own tensor again (as ``model.to(...)`` does): the model without joined products."""
+    for parameter in model.parameters():
+        parameter.data = parameter.data.clone()
+
+
+def ablation(batch: int, new_tokens: int, repeats: int) -> dict:
+    joined, tokenizer = load_model(device="cpu", dtype=torch.float32)
+    separate, _ = load_model(device="cpu", dtype=torch.float32)
+    separate_weights(separate)
+    prompts = [tokenizer.encode(PROMPT)] * batch
+    variants = {"baseline (MKL, separate products)": (separate, False), "oneDNN products": (separate, True),
+                "joined q/k/v, gate/up": (joined, False), "both (the course model)": (joined, True)}
+    outputs, times = {}, {name: [] for name in variants}
+
+    def run(name: str) -> float:
+        model, onednn = variants[name]
+        linear_backend.settings.use_onednn = onednn
+        try:
+            start = time.perf_counter()
+            outputs[name] = generate(model, prompts, max_new_tokens=new_tokens, eos_id=NO_EOS).tokens
+            return time.perf_counter() - start
+        finally:
+            linear_backend.settings.use_onednn = True
+
+    for name in variants:
+        run(name)  # warm-up
+    for _ in range(repeats):
+        for name in variants:
+            times[name].append(run(name))
+    baseline = next(iter(variants))
+    same = all(tokens == outputs[baseline] for tokens in outputs.values())
+    speeds = {name: batch * new_tokens / statistics.median(values) for name, values in times.items()}
+    return {"tokens_per_s": speeds, "speedup": {name: speed / speeds[baseline] for name, speed in speeds.items()},
+            "identical_greedy_tokens_across_variants": same}
+
+
+def profile_share(new_tokens: int) -> dict:
+    """Fraction of one batch-1 decoding run's operator time spent in matrix products."""
+    from torch.profiler import profile
+
+    model, tokenizer = load_model(device="cpu", dtype=torch.float32)
+    prompt = [tokenizer.encode(PROMPT)]
+    generate(model, prompt, max_new_tokens=4, eos_id=NO_EOS)
+    with profile() as profiler:
+        start = time.perf_counter()
+        generate(model, prompt, max_new_tokens=new_tokens, eos_id=NO_EOS)
+        wall = time.perf_counter() - start
+    events = profiler.key_averages()
+    total = sum(event.self_cpu_time_total for event in events) / 1e6
+    products = sum(event.self_cpu_time_total for event in events
+                   if event.key in ("aten::mm", "aten::addmm", "mkldnn::_linear_pointwise")) / 1e6
+    return {"wall_s": wall, "operator_s": total, "matrix_product_s": products,
+            "matrix_product_share_of_wall": products / wall}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer tokens and repeats (a smoke run)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "decode_ablation.json")
+    args = parser.parse_args()
+    repeats, new_tokens = (1, 10) if args.quick else (3, 100)
+    results = {"torch": torch.__version__, "threads": torch.get_num_threads(), "new_tokens": new_tokens,
+               "read_bandwidth_gb_s": read_bandwidth_gb_s()}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"streaming read of 512 MiB: {results['read_bandwidth_gb_s']:.1f} GB/s")
+    for rows in (1, 8):
+        results[f"kernels_rows{rows}"] = table = kernel_table(rows, repeats=2 if args.quick else 5)
+        print(f"\nweight read speed, {rows} row(s) x weight (GB/s)\n{'weight':<24}{'shape':>14}{'MKL':>8}{'oneDNN':>8}")
+        for name, row in table.items():
+            print(f"{name:<24}{str(tuple(row['shape'])):>14}{row['mkl_gb_s']:>8.1f}{row['onednn_gb_s']:>8.1f}")
+    for batch in (1, 8):
+        results[f"ablation_b{batch}"] = row = ablation(batch, new_tokens, repeats)
+        print(f"\ngreedy decoding, batch {batch}, {new_tokens} new tokens (tokens/s, speed-up)")
+        for name, speed in row["tokens_per_s"].items():
+            print(f"  {name:<36}{speed:>8.1f}{row['speedup'][name]:>7.2f}x")
+        print(f"  same greedy tokens in every variant: {row['identical_greedy_tokens_across_variants']}")
+    results["profile_b1"] = share = profile_share(new_tokens)
+    print(f"\nprofile, batch 1: {share['matrix_product_s']:.2f} s of {share['wall_s']:.2f} s wall in matrix products "
+          f"({100 * share['matrix_product_share_of_wall']:.0f}%)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()
