@@ -47,7 +47,7 @@ run: setup
 bench: setup
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/compare_hf.py
-	$(PY) benchmarks/decode_speed.py
+	$(PY) benchmarks/decode_ablation.py
 
 # Lessons 07-08 (and notebook 00) in full mode on CUDA; needs a CUDA build of torch in $(VENV) (README, "Using a GPU").
 gpu-check: setup

@@ -320,6 +320,24 @@ def choose_option(model, tokenizer, prompt: Prompt, options: tuple[str, ...] | l
 
 
 # ------------------------------------------------------------------------------------------------- evaluation
+def accuracy_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for an accuracy of ``hits`` out of ``n`` (95 % for z = 1.96).
+
+    With a few dozen items an accuracy is a rough estimate; this interval says how rough. Unlike p +- z * se, it stays
+    inside [0, 1] and is not empty at 0 or n hits (Wilson, 1927).
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    if isinstance(hits, bool) or not isinstance(hits, int) or not 0 <= hits <= n:
+        raise ValueError(f"hits must be an integer in [0, n={n}], got {hits!r}")
+    if z <= 0:
+        raise ValueError(f"z must be positive, got {z!r}")
+    p, z2 = hits / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * (p * (1 - p) / n + z2 / (4 * n * n)) ** 0.5
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 @dataclass
 class EvalResult:
     """Accuracy, mean number of generated tokens and wall time of one strategy on one task."""
@@ -339,9 +357,15 @@ class EvalResult:
         """Share of replies stopped by ``max_new_tokens`` before the end-of-turn token."""
         return 1 - sum(self.finished) / len(self.finished)
 
+    @property
+    def interval(self) -> tuple[float, float]:
+        """95 % Wilson interval of the accuracy (see ``accuracy_interval``)."""
+        return accuracy_interval(sum(self.correct), len(self.correct))
+
     def row(self) -> dict:
         """A flat dict for a results table."""
-        return {"task": self.task, "strategy": self.strategy, "accuracy": self.accuracy,
+        low, high = self.interval
+        return {"task": self.task, "strategy": self.strategy, "accuracy": self.accuracy, "low": low, "high": high,
                 "mean_tokens": self.mean_tokens, "seconds": self.seconds}
 
 

@@ -258,3 +258,37 @@ def test_evaluate_scores_the_extracted_answers(course_model):
 
 def test_tasks_dir_is_inside_data():
     assert TASKS_DIR.name == "prompting" and TASKS_DIR.parent.name == "data"
+
+
+# ---- accuracy intervals ------------------------------------------------------------------------------------------
+
+def test_wilson_interval_known_values():
+    from course_utils.prompting import accuracy_interval
+    low, high = accuracy_interval(0, 10)
+    assert low == 0.0 and high == pytest.approx(0.2775, abs=1e-4)
+    low, high = accuracy_interval(5, 10)
+    assert (low, high) == (pytest.approx(0.2366, abs=1e-4), pytest.approx(0.7634, abs=1e-4))
+    low, high = accuracy_interval(40, 40)
+    assert high == 1.0 and low == pytest.approx(0.9124, abs=1e-4)
+    assert accuracy_interval(20, 40)[1] - accuracy_interval(20, 40)[0] < high - accuracy_interval(5, 10)[0]
+
+
+@pytest.mark.parametrize("hits, n, message", [(3, 0, "n must"), (-1, 5, "hits must"), (6, 5, "hits must"),
+                                              (True, 5, "hits must")])
+def test_wilson_interval_rejects_bad_counts(hits, n, message):
+    from course_utils.prompting import accuracy_interval
+    with pytest.raises(ValueError, match=message):
+        accuracy_interval(hits, n)
+
+
+def test_strategy_figure_draws_error_bars_from_intervals():
+    from course_utils.plots.prompting import strategy_task_figure
+    rows = [{"task": t, "strategy": s, "accuracy": 0.5, "low": 0.3, "high": 0.7, "mean_tokens": 4.0}
+            for t in ("a", "b") for s in ("zero-shot", "few-shot")]
+    fig = strategy_task_figure(rows)
+    left = fig.axes[0]
+    assert "95 % interval" in left.get_title()
+    segments = [seg for collection in left.collections for seg in collection.get_segments()]
+    assert len(segments) == 4 and all(seg[:, 1].tolist() == [30.0, 70.0] for seg in segments)
+    plain = strategy_task_figure([{k: v for k, v in r.items() if k not in ("low", "high")} for r in rows])
+    assert not plain.axes[0].collections and "interval" not in plain.axes[0].get_title()

@@ -12,7 +12,8 @@ from . import new_figure
 def strategy_task_figure(rows: Sequence[Mapping]) -> Figure:
     """Grouped bars: accuracy (left) and mean generated tokens (right) per task, one bar per strategy.
 
-    ``rows``: dicts with keys ``task``, ``strategy``, ``accuracy`` (0..1) and ``mean_tokens``.
+    ``rows``: dicts with keys ``task``, ``strategy``, ``accuracy`` (0..1) and ``mean_tokens``; with ``low`` and
+    ``high`` (0..1) as well, the accuracy bars get error bars for that interval.
     """
     if not rows:
         raise ValueError("rows must be a non-empty list of {'task', 'strategy', 'accuracy', 'mean_tokens'} dicts")
@@ -22,18 +23,24 @@ def strategy_task_figure(rows: Sequence[Mapping]) -> Figure:
     fig, (left, right) = new_figure(ncols=2, width=5.6, height=3.6)
     width = 0.8 / len(strategies)
     x = np.arange(len(tasks))
+    with_intervals = all("low" in row and "high" in row for row in rows)
     for index, strategy in enumerate(strategies):
         offset = x - 0.4 + width * (index + 0.5)
         acc = [100 * lookup[(t, strategy)]["accuracy"] if (t, strategy) in lookup else np.nan for t in tasks]
         tokens = [lookup[(t, strategy)]["mean_tokens"] if (t, strategy) in lookup else np.nan for t in tasks]
         left.bar(offset, acc, width, label=strategy)
+        if with_intervals:
+            low = [100 * lookup[(t, strategy)]["low"] if (t, strategy) in lookup else np.nan for t in tasks]
+            high = [100 * lookup[(t, strategy)]["high"] if (t, strategy) in lookup else np.nan for t in tasks]
+            errors = np.array([np.subtract(acc, low), np.subtract(high, acc)])
+            left.errorbar(offset, acc, yerr=errors, fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
         right.bar(offset, tokens, width, label=strategy)
     for axis, label in ((left, "accuracy (%)"), (right, "mean generated tokens")):
         axis.set_xticks(x, tasks)
         axis.set_ylabel(label)
         axis.set_xlabel("task")
     left.set_ylim(0, 100)
-    left.set_title("Accuracy by prompting strategy")
+    left.set_title("Accuracy by prompting strategy" + ("\n(black: 95 % interval)" if with_intervals else ""))
     right.set_title("Length of the replies")
     right.legend(fontsize=8, loc="upper left")
     return fig
