@@ -69,10 +69,8 @@ def separate_weights(model) -> None:
         parameter.data = parameter.data.clone()
 
 
-def ablation(batch: int, new_tokens: int, repeats: int) -> dict:
-    joined, tokenizer = load_model(device="cpu", dtype=torch.float32)
-    separate, _ = load_model(device="cpu", dtype=torch.float32)
-    separate_weights(separate)
+def ablation(joined, separate, tokenizer, batch: int, new_tokens: int, repeats: int) -> dict:
+    """Tokens/s of each variant; ``joined`` is the course model, ``separate`` a copy after ``separate_weights``."""
     prompts = [tokenizer.encode(PROMPT)] * batch
     variants = {"baseline (MKL, separate products)": (separate, False), "oneDNN products": (separate, True),
                 "joined q/k/v, gate/up": (joined, False), "both (the course model)": (joined, True)}
@@ -100,11 +98,10 @@ def ablation(batch: int, new_tokens: int, repeats: int) -> dict:
             "identical_greedy_tokens_across_variants": same}
 
 
-def profile_share(new_tokens: int) -> dict:
+def profile_share(model, tokenizer, new_tokens: int) -> dict:
     """Fraction of one batch-1 decoding run's operator time spent in matrix products."""
     from torch.profiler import profile
 
-    model, tokenizer = load_model(device="cpu", dtype=torch.float32)
     prompt = [tokenizer.encode(PROMPT)]
     generate(model, prompt, max_new_tokens=4, eos_id=NO_EOS)
     with profile() as profiler:
@@ -134,13 +131,16 @@ def main() -> None:
         print(f"\nweight read speed, {rows} row(s) x weight (GB/s)\n{'weight':<24}{'shape':>14}{'MKL':>8}{'oneDNN':>8}")
         for name, row in table.items():
             print(f"{name:<24}{str(tuple(row['shape'])):>14}{row['mkl_gb_s']:>8.1f}{row['onednn_gb_s']:>8.1f}")
+    joined, tokenizer = load_model(device="cpu", dtype=torch.float32)
+    separate, _ = load_model(device="cpu", dtype=torch.float32)
+    separate_weights(separate)
     for batch in (1, 8):
-        results[f"ablation_b{batch}"] = row = ablation(batch, new_tokens, repeats)
+        results[f"ablation_b{batch}"] = row = ablation(joined, separate, tokenizer, batch, new_tokens, repeats)
         print(f"\ngreedy decoding, batch {batch}, {new_tokens} new tokens (tokens/s, speed-up)")
         for name, speed in row["tokens_per_s"].items():
             print(f"  {name:<36}{speed:>8.1f}{row['speedup'][name]:>7.2f}x")
         print(f"  same greedy tokens in every variant: {row['identical_greedy_tokens_across_variants']}")
-    results["profile_b1"] = share = profile_share(new_tokens)
+    results["profile_b1"] = share = profile_share(joined, tokenizer, new_tokens)
     print(f"\nprofile, batch 1: {share['matrix_product_s']:.2f} s of {share['wall_s']:.2f} s wall in matrix products "
           f"({100 * share['matrix_product_share_of_wall']:.0f}%)")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,8 @@ import pytest
 import torch
 
 from course_utils import ModelConfig
+from course_utils.lora import add_lora, merge_lora
+from course_utils.model import RMSNorm, joined_weight
 
 
 def test_kv_cache_matches_full_forward_tiny(tiny_model):
@@ -120,7 +122,6 @@ def _groups(model):
 
 
 def test_joined_weights_are_views_of_one_matrix(tiny_model):
-    from course_utils.model import joined_weight
     for group in _groups(tiny_model):
         assert len({layer.weight.untyped_storage().data_ptr() for layer in group}) == 1
         with torch.no_grad():
@@ -130,7 +131,6 @@ def test_joined_weights_are_views_of_one_matrix(tiny_model):
 
 
 def test_joined_and_separate_products_give_the_same_logits(tiny_model):
-    from course_utils.model import joined_weight
     ids = torch.randint(0, tiny_model.config.vocab_size, (2, 11), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         joined = tiny_model(ids)
@@ -148,7 +148,6 @@ def test_joined_and_separate_products_give_the_same_logits(tiny_model):
 
 def test_in_place_updates_reach_the_joined_matrix(tiny_model):
     """Optimiser steps and load_state_dict write into the views, so the joined product sees them."""
-    from course_utils.model import joined_weight
     state = {name: torch.randn_like(value) for name, value in tiny_model.state_dict().items()}
     tiny_model.load_state_dict(state)
     attention = tiny_model.layers[1].self_attn
@@ -159,8 +158,6 @@ def test_in_place_updates_reach_the_joined_matrix(tiny_model):
 
 
 def test_lora_wrapped_layers_fall_back_to_separate_products(tiny_model):
-    from course_utils.lora import add_lora, merge_lora
-    from course_utils.model import joined_weight
     ids = torch.randint(0, tiny_model.config.vocab_size, (1, 7), generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         before = tiny_model(ids)
@@ -181,7 +178,6 @@ def test_lora_wrapped_layers_fall_back_to_separate_products(tiny_model):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_rmsnorm_is_the_formula(dtype):
-    from course_utils.model import RMSNorm
     norm = RMSNorm(16, eps=1e-5)
     with torch.no_grad():
         norm.weight.copy_(torch.linspace(0.5, 2.0, 16))

@@ -6,10 +6,11 @@ import json
 import pytest
 import torch
 
-from course_utils.prompting import (STRATEGIES, TASKS_DIR, ZERO_SHOT_COT_TRIGGER, Item, Task, build_prompt,
-                                    canonical_number, evaluate, extract_answer, extract_number, extract_option,
-                                    extract_pattern, is_correct, load_task, load_tasks, score_options,
-                                    select_examples)
+from course_utils.plots.prompting import strategy_task_figure
+from course_utils.prompting import (STRATEGIES, TASKS_DIR, ZERO_SHOT_COT_TRIGGER, Item, Task, accuracy_interval,
+                                    build_prompt, canonical_number, evaluate, extract_answer, extract_number,
+                                    extract_option, extract_pattern, is_correct, load_task, load_tasks,
+                                    score_options, select_examples)
 
 HEADER = {"task": "toy", "instruction": "Name the colour.", "answer_format": "Answer with one word.",
           "expert": "You are a painter.", "answer_type": "option", "options": ["red", "blue"]}
@@ -263,7 +264,6 @@ def test_tasks_dir_is_inside_data():
 # ---- accuracy intervals ------------------------------------------------------------------------------------------
 
 def test_wilson_interval_known_values():
-    from course_utils.prompting import accuracy_interval
     low, high = accuracy_interval(0, 10)
     assert low == 0.0 and high == pytest.approx(0.2775, abs=1e-4)
     low, high = accuracy_interval(5, 10)
@@ -276,13 +276,11 @@ def test_wilson_interval_known_values():
 @pytest.mark.parametrize("hits, n, message", [(3, 0, "n must"), (-1, 5, "hits must"), (6, 5, "hits must"),
                                               (True, 5, "hits must")])
 def test_wilson_interval_rejects_bad_counts(hits, n, message):
-    from course_utils.prompting import accuracy_interval
     with pytest.raises(ValueError, match=message):
         accuracy_interval(hits, n)
 
 
 def test_strategy_figure_draws_error_bars_from_intervals():
-    from course_utils.plots.prompting import strategy_task_figure
     rows = [{"task": t, "strategy": s, "accuracy": 0.5, "low": 0.3, "high": 0.7, "mean_tokens": 4.0}
             for t in ("a", "b") for s in ("zero-shot", "few-shot")]
     fig = strategy_task_figure(rows)
