@@ -8,7 +8,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 SOLUTIONS := $(sort $(wildcard notebooks/solutions/*.ipynb))
 TEST_ENV := COURSE_FAST=1 TQDM_DISABLE=1 PYDEVD_DISABLE_FILE_VALIDATION=1 OMP_WAIT_POLICY=PASSIVE
 
-.PHONY: setup lab test test-unit test-notebooks run bench gpu-check clean
+.PHONY: setup lab test test-unit test-notebooks lint run bench gpu-check clean
 
 setup: $(VENV)/.installed
 	@$(PY) -m course_utils fetch
@@ -27,6 +27,10 @@ lab: setup
 
 test: setup
 	$(TEST_ENV) $(PY) -m pytest -q tests notebooks --nbval-lax --nbval-current-env -p no:randomly
+
+# ruff (pyflakes, pycodestyle, import order, bugbear; settings in pyproject.toml) over the package, tests and benchmarks.
+lint: setup
+	$(VENV)/bin/ruff check course_utils tests benchmarks
 
 test-unit: setup
 	$(TEST_ENV) $(PY) -m pytest -q tests

@@ -25,7 +25,8 @@ def check_exercise(name: str, learner: Callable, reference: Callable, make_input
             print(f"[{name}] not attempted yet: replace the `raise NotImplementedError` with your code.")
             return False
         except Exception as error:  # the learner's code may fail in any way; report it kindly
-            print(f"[{name}] FAIL on trial {trial}: your function raised {type(error).__name__}: {error}\n  hint: {hint}")
+            print(f"[{name}] FAIL on trial {trial}: your function raised {type(error).__name__}: {error}\n"
+                  f"  hint: {hint}")
             return False
         if not _same(got, expected, atol):
             print(f"[{name}] FAIL on trial {trial}: expected {_short(expected)}, got {_short(got)}\n  hint: {hint}")

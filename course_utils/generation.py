@@ -174,7 +174,8 @@ def _beam_loop(model, rows, max_new_tokens, num_beams, length_penalty, eos_id):
         vocab = logp.shape[-1]
         candidates = (scores.reshape(-1, 1) + logp).reshape(batch, beams * vocab)
         top_scores, top_index = candidates.topk(2 * beams, dim=-1)
-        top_scores, top_beam, top_token = top_scores.tolist(), (top_index // vocab).tolist(), (top_index % vocab).tolist()
+        top_scores = top_scores.tolist()
+        top_beam, top_token = (top_index // vocab).tolist(), (top_index % vocab).tolist()
         next_scores = [[0.0] * beams for _ in range(batch)]
         next_beam = [list(range(beams)) for _ in range(batch)]
         next_token = [[filler] * beams for _ in range(batch)]
@@ -237,7 +238,8 @@ def beam_search(model, prompts: Sequence[Sequence[int]], num_beams: int, max_new
     if isinstance(num_beams, bool) or not isinstance(num_beams, int) or num_beams < 1:
         raise ValueError(f"num_beams must be an integer >= 1, got {num_beams!r}")
     if not isinstance(length_penalty, (int, float)) or not math.isfinite(length_penalty):
-        raise ValueError(f"length_penalty must be a finite number (1 = average log-prob per token), got {length_penalty!r}")
+        raise ValueError(f"length_penalty must be a finite number (1 = average log-prob per token), "
+                         f"got {length_penalty!r}")
     tokens, logprobs, finished, scores = _beam_loop(model, rows, max_new_tokens, num_beams, length_penalty, eos_id)
     return GenerationResult(tokens, logprobs, finished, scores=scores)
 
@@ -273,7 +275,8 @@ def generate(model, prompts: Sequence, max_new_tokens: int = 64, sampling: Sampl
                                                      generator, stream)
         result = GenerationResult(tokens, logprobs, finished)
     if tokenizer is not None:
-        result.texts = [tokenizer.decode(row[:-1] if done else row) for row, done in zip(result.tokens, result.finished)]
+        result.texts = [tokenizer.decode(row[:-1] if done else row)
+                        for row, done in zip(result.tokens, result.finished)]
     return result
 
 

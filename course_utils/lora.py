@@ -337,8 +337,9 @@ def load_adapter(model: nn.Module, directory: str | os.PathLike, seed: int = 0) 
     if lora_modules(model):
         present = adapter_config(model)
         if (present.r, present.alpha, present.targets) != (config.r, config.alpha, config.targets):
-            raise ValueError(f"the model's LoRA layers (r={present.r}, alpha={present.alpha}, targets={present.targets})"
-                             f" differ from the adapter's (r={config.r}, alpha={config.alpha}, targets={config.targets})")
+            raise ValueError(f"the model's LoRA layers (r={present.r}, alpha={present.alpha}, "
+                             f"targets={present.targets}) differ from the adapter's (r={config.r}, "
+                             f"alpha={config.alpha}, targets={config.targets})")
     else:
         add_lora(model, tuple(config.targets), r=config.r, alpha=config.alpha, dropout=config.dropout, seed=seed)
     modules = lora_modules(model)

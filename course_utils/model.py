@@ -321,7 +321,8 @@ class LlamaModel(nn.Module):
                 mask = torch.ones(steps, past + steps, dtype=torch.bool, device=device).tril(past)
         else:
             if attention_mask.shape != (batch, past + steps):
-                raise ValueError(f"attention_mask must have shape {(batch, past + steps)}, got {tuple(attention_mask.shape)}")
+                raise ValueError(f"attention_mask must have shape {(batch, past + steps)}, "
+                                 f"got {tuple(attention_mask.shape)}")
             keep = attention_mask.to(device=device, dtype=torch.bool)
             positions = (keep.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
             causal = torch.ones(steps, past + steps, dtype=torch.bool, device=device).tril(past)

@@ -228,7 +228,8 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: st
     """
     _check_layout(layout)
     if x.shape[-1] % 2 or cos.shape[-1] * 2 != x.shape[-1]:
-        raise ValueError(f"x has last dim {x.shape[-1]} but cos/sin have {cos.shape[-1]}: expected half of an even head_dim")
+        raise ValueError(f"x has last dim {x.shape[-1]} but cos/sin have {cos.shape[-1]}: "
+                         f"expected half of an even head_dim")
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     if layout == "interleaved":
         pairs = x.unflatten(-1, (-1, 2))

@@ -83,7 +83,8 @@ def min_p(logits: torch.Tensor, p: float) -> torch.Tensor:
     return logits.masked_fill(probs < p * probs.amax(dim=-1, keepdim=True), REMOVED)
 
 
-def repetition_penalty(logits: torch.Tensor, previous_ids: torch.Tensor | Sequence[int], penalty: float) -> torch.Tensor:
+def repetition_penalty(logits: torch.Tensor, previous_ids: torch.Tensor | Sequence[int],
+                       penalty: float) -> torch.Tensor:
     """Make every token in ``previous_ids`` less likely (Keskar et al., 2019, "CTRL"); ``penalty`` > 0.
 
     A positive logit is divided by ``penalty``, a negative one multiplied by it, once per distinct token however often

@@ -15,8 +15,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .device import single_thread
-from .positional import (ROPE_SCALINGS, LearnedPositionEmbedding, alibi_slopes, apply_rope, relative_distances,
-                         scaled_rope_angles, sinusoidal_encoding, t5_relative_buckets)
+from .positional import (
+    ROPE_SCALINGS,
+    LearnedPositionEmbedding,
+    alibi_slopes,
+    apply_rope,
+    relative_distances,
+    scaled_rope_angles,
+    sinusoidal_encoding,
+    t5_relative_buckets,
+)
 
 POSITION_SCHEMES = ("none", "sinusoidal", "learned", "relative", "alibi", "rope")
 IGNORE_INDEX = -100

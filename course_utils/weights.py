@@ -170,8 +170,8 @@ def read_gguf(path: Path) -> Checkpoint:
     try:
         reader = gguf.GGUFReader(str(path))
     except Exception as error:  # gguf raises assorted errors on a truncated or corrupted file
-        raise ValueError(f"{path} is not a readable GGUF file ({type(error).__name__}: {error}); "
-                         f"it may be truncated or corrupted. For the course model, delete it and {FETCH_HINT}") from error
+        raise ValueError(f"{path} is not a readable GGUF file ({type(error).__name__}: {error}); it may be "
+                         f"truncated or corrupted. For the course model, delete it and {FETCH_HINT}") from error
     arch = _field(reader, "general.architecture")
     if arch != "llama":
         raise ValueError(f"{path} holds a {arch!r} model; the course model class supports LLaMA-family GGUF files only")
@@ -236,7 +236,8 @@ def read_hf_dir(path: Path) -> Checkpoint:
     config = ModelConfig(
         vocab_size=hf["vocab_size"], dim=hf["hidden_size"], n_layers=hf["num_hidden_layers"], n_heads=n_heads,
         n_kv_heads=hf.get("num_key_value_heads", n_heads), ffn_dim=hf["intermediate_size"],
-        norm_eps=float(hf.get("rms_norm_eps", 1e-6)), rope_theta=float(rope.get("rope_theta", hf.get("rope_theta", 1e4))),
+        norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
+        rope_theta=float(rope.get("rope_theta", hf.get("rope_theta", 1e4))),
         max_seq_len=hf.get("max_position_embeddings", 2048), tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
         rope_layout="half", bos_id=hf.get("bos_token_id"), eos_id=eos[0] if isinstance(eos, list) else eos,
         name=hf.get("_name_or_path") or path.name,

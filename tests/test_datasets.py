@@ -6,8 +6,20 @@ from datetime import date
 import pytest
 import torch
 
-from course_utils.datasets import (DATE_STYLES, INSTRUCTION, line_images, load_jsonl, make_date_splits, make_example, ordinal,
-                                   render_date, sample_paths, save_jsonl, write_sample, SAMPLE_SEED, SAMPLE_SIZES)
+from course_utils.datasets import (
+    DATE_STYLES,
+    INSTRUCTION,
+    SAMPLE_SEED,
+    SAMPLE_SIZES,
+    line_images,
+    load_jsonl,
+    make_date_splits,
+    make_example,
+    ordinal,
+    render_date,
+    sample_paths,
+    save_jsonl,
+)
 
 
 def test_issue_example_and_styles():

@@ -9,8 +9,15 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from course_utils.explorer import (SamplingExplorer, candidate_table, coloured_text_html, entropy_bits, log_html,
-                                   probability_colour, token_label)
+from course_utils.explorer import (
+    SamplingExplorer,
+    candidate_table,
+    coloured_text_html,
+    entropy_bits,
+    log_html,
+    probability_colour,
+    token_label,
+)
 from course_utils.generation import generate
 from course_utils.plots.sampling import CandidateChart, candidate_bars, candidate_count_curve, candidate_grid
 from course_utils.sampling import SamplingConfig

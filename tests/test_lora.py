@@ -7,8 +7,18 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils.lora import (ALL_LINEAR_TARGETS, LoRAConv2d, LoRALinear, add_lora, count_parameters,
-                               load_adapter, lora_modules, merge_lora, save_adapter, unmerge_lora)
+from course_utils.lora import (
+    ALL_LINEAR_TARGETS,
+    LoRAConv2d,
+    LoRALinear,
+    add_lora,
+    count_parameters,
+    load_adapter,
+    lora_modules,
+    merge_lora,
+    save_adapter,
+    unmerge_lora,
+)
 
 
 def _ids(config, batch=2, steps=12, seed=1):
@@ -158,7 +168,8 @@ def test_conv_adapter_starts_exact_and_merges():
         merged = net(images)
     assert not torch.allclose(unmerged, before)
     assert (merged - unmerged).norm() / unmerged.norm() <= 1e-5
-    assert isinstance(net[0], LoRAConv2d) and net[0].lora_A.shape == (2, 3, 3, 3) and net[0].lora_B.shape == (8, 2, 1, 1)
+    assert isinstance(net[0], LoRAConv2d)
+    assert net[0].lora_A.shape == (2, 3, 3, 3) and net[0].lora_B.shape == (8, 2, 1, 1)
 
 
 def test_dropout_acts_on_the_adapter_branch_only():

@@ -6,8 +6,19 @@ import torch
 
 from course_utils import LlamaModel
 from course_utils.generation import NO_EOS, generate
-from course_utils.metrics import (bleu, distinct_n, ends_in_loop, entropy, perplexity, perplexity_from_logprobs,
-                                  repetition_share, self_bleu, sequence_logprob, tail_mass, token_logprobs)
+from course_utils.metrics import (
+    bleu,
+    distinct_n,
+    ends_in_loop,
+    entropy,
+    perplexity,
+    perplexity_from_logprobs,
+    repetition_share,
+    self_bleu,
+    sequence_logprob,
+    tail_mass,
+    token_logprobs,
+)
 
 
 def test_loop_detection():

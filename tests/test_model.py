@@ -75,7 +75,8 @@ def test_invalid_config_raises(field, value):
 def test_real_model_config_matches_smollm2(course_model):
     model, _ = course_model
     c = model.config
-    assert (c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.head_dim, c.ffn_dim, c.vocab_size) == (30, 576, 9, 3, 64, 1536, 49152)
+    shape = (c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.head_dim, c.ffn_dim, c.vocab_size)
+    assert shape == (30, 576, 9, 3, 64, 1536, 49152)
     assert c.rope_theta == 100000.0 and c.max_seq_len == 8192 and c.tie_embeddings
     assert abs(c.norm_eps - 1e-5) < 1e-9
     assert sum(p.numel() for p in model.parameters()) == 134_515_008

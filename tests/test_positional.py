@@ -7,13 +7,25 @@ import pytest
 import torch
 
 from course_utils.model import LlamaModel, ModelConfig
-from course_utils.positional import (LearnedPositionEmbedding, alibi_bias, alibi_slopes, apply_rope,
-                                     interleaved_to_half_order, ntk_scaled_base, permute_qk_rows, relative_distances,
-                                     rope_angles, rope_inverse_frequencies, rope_wavelengths, scaled_rope_angles,
-                                     shaw_clipped_indices, sinusoidal_encoding, sinusoidal_offset_matrix,
-                                     t5_relative_buckets)
+from course_utils.positional import (
+    LearnedPositionEmbedding,
+    alibi_bias,
+    alibi_slopes,
+    apply_rope,
+    interleaved_to_half_order,
+    ntk_scaled_base,
+    permute_qk_rows,
+    relative_distances,
+    rope_angles,
+    rope_inverse_frequencies,
+    rope_wavelengths,
+    scaled_rope_angles,
+    shaw_clipped_indices,
+    sinusoidal_encoding,
+    sinusoidal_offset_matrix,
+    t5_relative_buckets,
+)
 from course_utils.rope_widget import pair_rotation_state
-
 
 # ---- sinusoidal -------------------------------------------------------------------------------------------------
 

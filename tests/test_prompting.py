@@ -7,10 +7,26 @@ import pytest
 import torch
 
 from course_utils.plots.prompting import strategy_task_figure
-from course_utils.prompting import (STRATEGIES, TASKS_DIR, ZERO_SHOT_COT_TRIGGER, Item, Task, accuracy_interval,
-                                    build_prompt, canonical_number, evaluate, extract_answer, extract_number,
-                                    extract_option, extract_pattern, is_correct, load_task, load_tasks,
-                                    score_options, select_examples)
+from course_utils.prompting import (
+    STRATEGIES,
+    TASKS_DIR,
+    ZERO_SHOT_COT_TRIGGER,
+    Item,
+    Task,
+    accuracy_interval,
+    build_prompt,
+    canonical_number,
+    evaluate,
+    extract_answer,
+    extract_number,
+    extract_option,
+    extract_pattern,
+    is_correct,
+    load_task,
+    load_tasks,
+    score_options,
+    select_examples,
+)
 
 HEADER = {"task": "toy", "instruction": "Name the colour.", "answer_format": "Answer with one word.",
           "expert": "You are a painter.", "answer_type": "option", "options": ["red", "blue"]}

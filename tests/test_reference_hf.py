@@ -15,7 +15,8 @@ from course_utils.lora import LoRALinear  # noqa: E402
 
 @pytest.fixture
 def tiny_hf_dir(tmp_path):
-    """A tiny random LlamaForCausalLM (GQA, untied head) saved as a Hugging Face directory, with the course tokenizer."""
+    """A tiny random LlamaForCausalLM (GQA, untied head) saved as a Hugging Face directory, with the course
+    tokenizer."""
     config = transformers.LlamaConfig(vocab_size=96, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
                                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                                       rms_norm_eps=1e-5, rope_theta=5000.0, tie_word_embeddings=False)

@@ -2,8 +2,16 @@
 import pytest
 import torch
 
-from course_utils.sampling import (SamplingConfig, min_p, repetition_penalty, sample_next, temperature, top_k, top_p,
-                                   warp_logits)
+from course_utils.sampling import (
+    SamplingConfig,
+    min_p,
+    repetition_penalty,
+    sample_next,
+    temperature,
+    top_k,
+    top_p,
+    warp_logits,
+)
 
 INF = float("-inf")
 

@@ -4,8 +4,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_utils.tiny import (IGNORE_INDEX, POSITION_SCHEMES, TinyConfig, TinyTransformer, k_back_accuracy,
-                               k_back_batch, train_tiny)
+from course_utils.tiny import (
+    IGNORE_INDEX,
+    POSITION_SCHEMES,
+    TinyConfig,
+    TinyTransformer,
+    k_back_accuracy,
+    k_back_batch,
+    train_tiny,
+)
 
 
 def test_k_back_targets():

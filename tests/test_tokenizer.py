@@ -21,7 +21,8 @@ def test_special_tokens_are_single_ids(course_model):
 def test_chat_template_renders_chatml_with_default_system(course_model):
     _, tok = course_model
     text = tok.render_chat([{"role": "user", "content": "Hi"}])
-    assert text == ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+    assert text == ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
+                    "<|im_end|>\n"
                     "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
     ids = tok.apply_chat_template([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])
     assert tok.decode(ids).startswith("<|im_start|>system\nBe brief.<|im_end|>")

@@ -7,19 +7,19 @@ import torch.nn.functional as F
 
 from course_utils.lora import add_lora
 from course_utils.memory import SavedTensorMeter, measure_inference, measure_training_step
-from course_utils.training import (IGNORE_INDEX, TrainConfig, collate, encode_example, exact_match, masked_lm_loss,
-                                   train)
+from course_utils.training import IGNORE_INDEX, TrainConfig, collate, encode_example, exact_match, masked_lm_loss, train
 
 
 def test_encode_example_keeps_only_answer_tokens(course_model):
     _, tok = course_model
     ids, labels = encode_example(tok, "Convert the date to ISO 8601: the 3rd of March 2021", "2021-03-03",
                                  system="You convert dates.")
-    answer = [(i, l) for i, l in zip(ids, labels) if l != IGNORE_INDEX]
+    answer = [(i, label) for i, label in zip(ids, labels) if label != IGNORE_INDEX]
     assert tok.decode([i for i, _ in answer]) == "2021-03-03<|im_end|>"
-    assert all(i == l for i, l in answer) and ids[-1] == tok.eos_id
+    assert all(i == label for i, label in answer) and ids[-1] == tok.eos_id
+    question = "Convert the date to ISO 8601: the 3rd of March 2021"
     prompt = tok.apply_chat_template([{"role": "system", "content": "You convert dates."},
-                                      {"role": "user", "content": "Convert the date to ISO 8601: the 3rd of March 2021"}])
+                                      {"role": "user", "content": question}])
     assert ids[:len(prompt)] == prompt and len(ids) == len(prompt) + len(answer)
 
 

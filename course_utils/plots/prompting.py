@@ -54,7 +54,7 @@ def spread_figure(groups: Mapping[str, Sequence[float]], title: str, chance: flo
     if not groups or any(len(v) == 0 for v in groups.values()):
         raise ValueError("groups must map each condition to a non-empty list of accuracies")
     fig, axis = new_figure(width=6.4, height=3.6)
-    for position, (name, values) in enumerate(groups.items()):
+    for position, values in enumerate(groups.values()):
         values = 100 * np.asarray(values, dtype=float)
         jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
         axis.scatter(position + jitter, values, s=28, zorder=3)
