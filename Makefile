@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 SOLUTIONS := $(sort $(wildcard notebooks/solutions/*.ipynb))
-TEST_ENV := COURSE_FAST=1 TQDM_DISABLE=1 PYDEVD_DISABLE_FILE_VALIDATION=1 OMP_WAIT_POLICY=PASSIVE
+# HF_HUB_OFFLINE: the reference tests build their Hugging Face models locally and never reach for a hub.
+TEST_ENV := COURSE_FAST=1 TQDM_DISABLE=1 PYDEVD_DISABLE_FILE_VALIDATION=1 OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
 
 .PHONY: setup lab test test-unit test-notebooks lint run bench gpu-check clean
 
@@ -47,11 +48,11 @@ run: setup
 		echo "$$nb: $$(( $$(date +%s) - start )) s"; \
 	done
 
-# Speed and correctness against Hugging Face transformers / PEFT on the same weights (installs the [bench] extra).
+# Speed and correctness against Hugging Face transformers / PEFT on the same weights (both come with the [dev] extra).
 bench: setup
-	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/compare_hf.py
 	$(PY) benchmarks/decode_ablation.py
+	$(PY) benchmarks/timings.py
 
 # Lessons 07-08 (and notebook 00) in full mode on CUDA; needs a CUDA build of torch in $(VENV) (README, "Using a GPU").
 gpu-check: setup

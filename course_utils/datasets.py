@@ -16,14 +16,13 @@ from pathlib import Path
 
 import torch
 
-from .paths import DATA_DIR
+from .paths import data_dir
 
 INSTRUCTION = "Convert the date to ISO 8601:"
 SYSTEM_PROMPT = "You convert dates."  # short, so training sequences stay short (the default one is 3x longer)
 DATE_STYLES = ("ordinal", "us_long", "day_month", "abbrev", "weekday", "dotted")
 FIRST_DAY = date(1950, 1, 1)
 LAST_DAY = date(2049, 12, 31)
-DATES_DIR = DATA_DIR / "dates"
 SAMPLE_SEED = 0
 SAMPLE_SIZES = {"train": 1000, "test": 300}
 
@@ -103,7 +102,7 @@ def load_jsonl(path: str | os.PathLike) -> list[DateExample]:
 
 def sample_paths() -> dict[str, Path]:
     """Where the committed sample of each split lives."""
-    return {split: DATES_DIR / f"{split}.jsonl" for split in SAMPLE_SIZES}
+    return {split: data_dir() / "dates" / f"{split}.jsonl" for split in SAMPLE_SIZES}
 
 
 def write_sample() -> dict[str, Path]:

@@ -23,9 +23,8 @@ from pathlib import Path
 import torch
 
 from .generation import generate
-from .paths import DATA_DIR
+from .paths import data_dir
 
-TASKS_DIR = DATA_DIR / "prompting"
 STRATEGIES = ("zero-shot", "few-shot", "expert", "few-shot-cot", "zero-shot-cot")
 COT_STRATEGIES = ("few-shot-cot", "zero-shot-cot")
 ANSWER_TYPES = ("option", "number", "pattern")
@@ -150,8 +149,9 @@ def _parse_item(path: Path, number: int, record: dict, header: dict) -> tuple[It
     return Item(record["question"], record["answer"], record.get("reasoning")), split
 
 
-def load_tasks(folder: str | os.PathLike = TASKS_DIR) -> dict[str, Task]:
+def load_tasks(folder: str | os.PathLike | None = None) -> dict[str, Task]:
     """Every ``*.jsonl`` task in ``folder`` (default: the course's ``data/prompting``), by task name."""
+    folder = data_dir() / "prompting" if folder is None else folder
     paths = sorted(Path(folder).glob("*.jsonl"))
     if not paths:
         raise ValueError(f"no *.jsonl task files in {folder}")
