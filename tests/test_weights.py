@@ -11,10 +11,8 @@ from course_utils import weights as W
 
 
 @pytest.fixture
-def course_gguf():
-    path = W.default_weights_path()
-    assert path.exists(), "run `make setup` first"
-    return path
+def course_gguf(course_weights):
+    return course_weights
 
 
 def test_locate_prefers_explicit_then_env_then_cache(monkeypatch, tmp_path, course_gguf):
