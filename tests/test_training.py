@@ -117,7 +117,7 @@ def test_non_finite_loss_stops_training_before_the_update(tiny_model):
             with torch.no_grad():
                 model.norm.weight.fill_(float("inf"))
         return {}
-    with pytest.raises(NonFiniteLossError, match=r"training stopped at step 3 of 50: the loss is nan .* lr=0\.01"):
+    with pytest.raises(NonFiniteLossError, match=r"training stopped at step 3 of 50: the loss is nan .*lr=0\.01"):
         train(tiny_model, _toy_examples(64, tiny_model.config.vocab_size),
               TrainConfig(steps=50, batch_size=8, lr=1e-2, eval_every=1), pad_id=0, evaluate=evaluate, progress=False)
     assert len(kept) == 2 and all(torch.equal(p, q) for p, q in zip(trained, kept[1]))  # step 3 never updated
