@@ -10,7 +10,7 @@ import json
 import os
 import random
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -92,13 +92,57 @@ def save_jsonl(examples: list[DateExample], path: str | os.PathLike) -> None:
     os.replace(handle.name, path)
 
 
-def load_jsonl(path: str | os.PathLike) -> list[DateExample]:
-    """Read examples written by ``save_jsonl``."""
+def read_jsonl_records(path: str | os.PathLike, fix: str) -> list[tuple[int, dict]]:
+    """(line number, JSON object) for every non-blank line of a UTF-8 JSON-lines file.
+
+    Every problem raises a ValueError naming the file and the line: a missing file or a folder, bytes that are not
+    UTF-8, invalid JSON, or a line that is not a JSON object. ``fix`` says how to repair or regenerate the file.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a JSON-lines file; {fix}")
     if not path.is_file():
-        raise ValueError(f"no such file: {path}; regenerate it with `python -m course_utils.datasets`")
-    with open(path, encoding="utf-8") as handle:
-        return [DateExample(**json.loads(line)) for line in handle if line.strip()]
+        raise ValueError(f"no such file: {path}; {fix}")
+    records = []
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        try:
+            text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}, line {number}: not UTF-8 text (byte 0x{raw[error.start]:02x} at column "
+                             f"{error.start + 1}); save the file as UTF-8, or {fix}") from None
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}, line {number}: not valid JSON ({error.msg}, column {error.colno}); "
+                             f"{fix}") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}, line {number}: expected a JSON object, got {type(record).__name__}; {fix}")
+        records.append((number, record))
+    return records
+
+
+_REGENERATE = "regenerate it with `python -m course_utils.datasets`"
+
+
+def load_jsonl(path: str | os.PathLike) -> list[DateExample]:
+    """Read examples written by ``save_jsonl``; an empty file, a malformed line or a repeated prompt is an error."""
+    path = Path(path)
+    keys = sorted(field.name for field in fields(DateExample))
+    examples, first_line = [], {}
+    for number, record in read_jsonl_records(path, _REGENERATE):
+        if sorted(record) != keys or not all(isinstance(value, str) and value for value in record.values()):
+            raise ValueError(f"{path}, line {number}: expected non-empty strings under exactly the keys {keys}, "
+                             f"got {sorted(record)}; {_REGENERATE}")
+        if record["prompt"] in first_line:
+            raise ValueError(f"{path}, line {number}: duplicate of line {first_line[record['prompt']]} "
+                             f"({record['prompt']!r}); every date appears once, so {_REGENERATE}")
+        first_line[record["prompt"]] = number
+        examples.append(DateExample(**record))
+    if not examples:
+        raise ValueError(f"{path} holds no examples (the file is empty); {_REGENERATE}")
+    return examples
 
 
 def sample_paths() -> dict[str, Path]:

@@ -12,7 +12,6 @@ as Kojima et al. 2022 put it after "A:"). Strategies:
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from .datasets import read_jsonl_records
 from .generation import generate
 from .paths import DATA_DIR
 
@@ -82,6 +82,7 @@ class Prompt:
 
 
 # ----------------------------------------------------------------------------------------------- loading tasks
+_TASK_FIX = "fix that line, or restore the course's copy with `git checkout data/prompting`"
 _HEADER_KEYS = {"task", "instruction", "answer_format", "expert", "answer_type"}
 
 
@@ -93,23 +94,17 @@ def load_task(path: str | os.PathLike) -> Task:
     ``question``, ``answer`` and, for examples, ``reasoning``. Errors name the file and the line.
     """
     path = Path(path)
-    lines = [(number, text) for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
-             if text.strip()]
-    if not lines:
+    records = read_jsonl_records(path, _TASK_FIX)
+    if not records:
         raise ValueError(f"{path}: the task file is empty; line 1 must be a header with keys {sorted(_HEADER_KEYS)}")
-    records = []
-    for number, text in lines:
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}, line {number}: not valid JSON ({error.msg})") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}, line {number}: expected a JSON object, got {type(record).__name__}")
-        records.append((number, record))
     header = _check_header(path, *records[0])
-    examples, items = [], []
+    examples, items, first_line = [], [], {}
     for number, record in records[1:]:
         item, split = _parse_item(path, number, record, header)
+        if item.question in first_line:  # a repeated question would count twice or leak an example into the test
+            raise ValueError(f"{path}, line {number}: the question {item.question!r} already appears on line "
+                             f"{first_line[item.question]}; remove one of them")
+        first_line[item.question] = number
         (examples if split == "example" else items).append(item)
     if not items:
         raise ValueError(f"{path}: no test items (lines with \"split\": \"test\")")
@@ -152,10 +147,19 @@ def _parse_item(path: Path, number: int, record: dict, header: dict) -> tuple[It
 
 def load_tasks(folder: str | os.PathLike = TASKS_DIR) -> dict[str, Task]:
     """Every ``*.jsonl`` task in ``folder`` (default: the course's ``data/prompting``), by task name."""
+    if not Path(folder).is_dir():
+        raise ValueError(f"{folder} is not a folder; pass the folder that holds the *.jsonl task files")
     paths = sorted(Path(folder).glob("*.jsonl"))
     if not paths:
         raise ValueError(f"no *.jsonl task files in {folder}")
-    return {task.name: task for task in map(load_task, paths)}
+    tasks, source = {}, {}
+    for path in paths:
+        task = load_task(path)
+        if task.name in tasks:
+            raise ValueError(f"{path} and {source[task.name]} both define task {task.name!r}; "
+                             f"rename the task in one header or remove the copy")
+        tasks[task.name], source[task.name] = task, path
+    return tasks
 
 
 # --------------------------------------------------------------------------------------------- prompt builders
