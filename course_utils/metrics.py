@@ -7,17 +7,20 @@ from collections.abc import Sequence
 
 import torch
 
+from .validation import check_int, check_token_ids
+
 
 def _check_generations(generations: Sequence[Sequence[int]]) -> None:
-    if isinstance(generations, (str, torch.Tensor)) or not isinstance(generations, Sequence) or not generations:
-        raise ValueError("generations must be a non-empty list of token-id lists")
+    if isinstance(generations, (str, torch.Tensor)) or not isinstance(generations, Sequence):
+        raise TypeError(f"generations must be a list of token-id lists, got {type(generations).__name__}")
+    if not generations:
+        raise ValueError("generations must hold at least one token-id list, got an empty list")
     if not all(isinstance(g, Sequence) and not isinstance(g, str) for g in generations):
-        raise ValueError("each generation must be a list of token ids")
+        raise TypeError("each generation must be a list of token ids")
 
 
 def _check_positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    check_int(name, value, minimum=1)
 
 
 def ends_in_loop(tokens: Sequence[int], max_period: int = 30, min_repeats: int = 2, min_span: int = 16) -> bool:
@@ -108,9 +111,9 @@ def perplexity_from_logprobs(logprobs: Sequence[Sequence[float]]) -> float:
 @torch.inference_mode()
 def token_logprobs(model, ids: Sequence[int], prefix_len: int = 1) -> list[float]:
     """log P(ids[t] | ids[:t]) for t = prefix_len .. len(ids) - 1, from one forward pass without a cache."""
-    ids = [int(i) for i in ids]
-    if isinstance(prefix_len, bool) or not isinstance(prefix_len, int) or not 1 <= prefix_len < len(ids):
-        raise ValueError(f"prefix_len must lie in [1, {len(ids) - 1}] (tokens to condition on), got {prefix_len!r}")
+    ids = check_token_ids("ids", ids)
+    check_int("prefix_len", prefix_len, minimum=1, maximum=len(ids) - 1, hint="tokens to condition on")
+    ids = check_token_ids("ids", ids, model.config.vocab_size)
     tensor = torch.tensor([ids], device=model.device)
     logp = torch.log_softmax(model(tensor)[0, :-1].float(), dim=-1)
     picked = logp.gather(1, tensor[0, 1:, None])[:, 0]
@@ -146,8 +149,10 @@ def tail_mass(logits: torch.Tensor, ks: Sequence[int]) -> torch.Tensor:
     if not isinstance(logits, torch.Tensor) or not logits.is_floating_point() or logits.dim() == 0:
         raise ValueError("logits must be a floating-point tensor of shape [..., vocab]")
     vocab = logits.shape[-1]
-    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= vocab for k in ks):
+    if not ks:
         raise ValueError(f"ks must be a non-empty list of integers in [1, {vocab}], got {ks!r}")
+    for k in ks:
+        check_int("each of ks", k, minimum=1, maximum=vocab)
     sorted_probs = torch.sort(torch.softmax(logits.float(), dim=-1), dim=-1, descending=True).values
     head = torch.cumsum(sorted_probs, dim=-1)[..., [k - 1 for k in ks]]
     return (1 - head).clamp(min=0)

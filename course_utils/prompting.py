@@ -24,6 +24,7 @@ import torch
 from .datasets import read_jsonl_records
 from .generation import generate
 from .paths import DATA_DIR
+from .validation import check_int, check_real
 
 TASKS_DIR = DATA_DIR / "prompting"
 STRATEGIES = ("zero-shot", "few-shot", "expert", "few-shot-cot", "zero-shot-cot")
@@ -165,10 +166,8 @@ def load_tasks(folder: str | os.PathLike = TASKS_DIR) -> dict[str, Task]:
 # --------------------------------------------------------------------------------------------- prompt builders
 def select_examples(pool: tuple[Item, ...] | list[Item], k: int, seed: int) -> list[Item]:
     """``k`` distinct examples from ``pool``, chosen AND ordered by ``seed`` (same seed, same list)."""
-    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= len(pool):
-        raise ValueError(f"k must be an integer in [0, {len(pool)}] (the pool size), got {k!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    check_int("k", k, minimum=0, maximum=len(pool), hint="the pool size")
+    check_int("seed", seed)
     return random.Random(seed).sample(list(pool), k)
 
 
@@ -219,7 +218,7 @@ def build_prompt(task: Task, strategy: str, question: str, k: int = 3, seed: int
 def _answer_region(text: str) -> str:
     """The text after the last "answer is" when the reply has one, else the whole reply."""
     if not isinstance(text, str):
-        raise ValueError(f"text must be a string, got {type(text).__name__}")
+        raise TypeError(f"text must be a string, got {type(text).__name__}")
     markers = list(_MARKER_RE.finditer(text))
     return text[markers[-1].end():] if markers else text
 
@@ -330,12 +329,9 @@ def accuracy_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]
     With a few dozen items an accuracy is a rough estimate; this interval says how rough. Unlike p +- z * se, it stays
     inside [0, 1] and is not empty at 0 or n hits (Wilson, 1927).
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an integer >= 1, got {n!r}")
-    if isinstance(hits, bool) or not isinstance(hits, int) or not 0 <= hits <= n:
-        raise ValueError(f"hits must be an integer in [0, n={n}], got {hits!r}")
-    if z <= 0:
-        raise ValueError(f"z must be positive, got {z!r}")
+    check_int("n", n, minimum=1)
+    check_int("hits", hits, minimum=0, maximum=n)
+    z = check_real("z", z, low=0, low_open=True)
     p, z2 = hits / n, z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z / (1 + z2 / n) * (p * (1 - p) / n + z2 / (4 * n * n)) ** 0.5
@@ -385,8 +381,7 @@ def evaluate(model, tokenizer, task: Task, strategy: str, items: list[Item] | No
     items = list(task.items if items is None else items)
     if not items:
         raise ValueError("items must be a non-empty list (None = the task's test items)")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    check_int("batch_size", batch_size, minimum=1)
     prompts = [build_prompt(task, strategy, item.question, k, seed, instruction).token_ids(tokenizer)
                for item in items]
     outputs, lengths, finished, seconds = [], [], [], 0.0

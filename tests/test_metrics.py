@@ -78,7 +78,7 @@ def test_entropy_and_tail_mass():
 
 @pytest.mark.parametrize("call, message", [
     (lambda: ends_in_loop([1], max_period=0), ">= 1"), (lambda: distinct_n([[1, 2]], 0), ">= 1"),
-    (lambda: distinct_n([], 2), "non-empty"), (lambda: self_bleu([[1, 2]]), "at least 2"),
+    (lambda: distinct_n([], 2), "at least one token-id list"), (lambda: self_bleu([[1, 2]]), "at least 2"),
     (lambda: tail_mass(torch.zeros(5), [6]), r"\[1, 5\]"), (lambda: perplexity_from_logprobs([[]]), "at least one"),
     (lambda: sequence_logprob(torch.zeros(3, 5), [1, 2]), "one id per step"),
     (lambda: token_logprobs(None, [1, 2], 2), r"\[1, 1\]"),
