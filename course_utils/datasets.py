@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .paths import DATA_DIR
+from .validation import check_choice, check_int, check_real
 
 INSTRUCTION = "Convert the date to ISO 8601:"
 SYSTEM_PROMPT = "You convert dates."  # short, so training sequences stay short (the default one is 3x longer)
@@ -39,8 +40,7 @@ class DateExample:
 
 def ordinal(day: int) -> str:
     """1 -> '1st', 2 -> '2nd', 3 -> '3rd', 11 -> '11th', 22 -> '22nd'."""
-    if not 1 <= day <= 31:
-        raise ValueError(f"day must lie in [1, 31], got {day}")
+    day = check_int("day", day, minimum=1, maximum=31)
     suffix = "th" if 11 <= day % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
     return f"{day}{suffix}"
 
@@ -56,9 +56,7 @@ def render_date(day: date, style: str) -> str:
         "weekday": f"{day.strftime('%A')}, {day.day} {month} {day.year}",
         "dotted": f"{day.day:02d}.{day.month:02d}.{day.year} (day.month.year)",
     }
-    if style not in styles:
-        raise ValueError(f"unknown date style {style!r}; allowed: {DATE_STYLES}")
-    return styles[style]
+    return styles[check_choice("style", style, DATE_STYLES)]
 
 
 def make_example(day: date, style: str) -> DateExample:
@@ -69,13 +67,12 @@ def make_example(day: date, style: str) -> DateExample:
 def make_date_splits(n_train: int, n_test: int, seed: int = 0) -> tuple[list[DateExample], list[DateExample]]:
     """Seeded train and test examples over 1950-2049 whose calendar dates are disjoint; styles drawn uniformly."""
     span = (LAST_DAY - FIRST_DAY).days + 1
-    for name, value in (("n_train", n_train), ("n_test", n_test)):
-        if not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    n_train = check_int("n_train", n_train, minimum=0)
+    n_test = check_int("n_test", n_test, minimum=0)
     if n_train + n_test > span:
-        raise ValueError(f"n_train + n_test must be at most {span} (one example per calendar date)")
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        raise ValueError(f"n_train + n_test must be at most {span} (one example per calendar date), "
+                         f"got {n_train + n_test}")
+    seed = check_int("seed", seed, minimum=0)
     rng = random.Random(seed)
     offsets = rng.sample(range(span), n_train + n_test)
     examples = [make_example(FIRST_DAY + timedelta(days=offset), rng.choice(DATE_STYLES)) for offset in offsets]
@@ -170,8 +167,9 @@ def line_images(n: int, kinds: tuple[str, str], generator: torch.Generator, size
     two diagonals, wrapping around the border) at a random offset; the label says which one. Returns images
     [n, 1, size, size] and labels [n].
     """
-    if n < 1 or size < 5:
-        raise ValueError(f"need n >= 1 and size >= 5, got n={n}, size={size}")
+    n = check_int("n", n, minimum=1)
+    size = check_int("size", size, minimum=5)
+    check_real("noise", noise, low=0)
     if len(kinds) != 2 or not set(kinds) <= set(LINE_KINDS) or kinds[0] == kinds[1]:
         raise ValueError(f"kinds must be two different orientations from {LINE_KINDS}, got {kinds!r}")
     labels = torch.randint(0, 2, (n,), generator=generator)
