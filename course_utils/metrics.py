@@ -112,6 +112,7 @@ def perplexity_from_logprobs(logprobs: Sequence[Sequence[float]]) -> float:
 def token_logprobs(model, ids: Sequence[int], prefix_len: int = 1) -> list[float]:
     """log P(ids[t] | ids[:t]) for t = prefix_len .. len(ids) - 1, from one forward pass without a cache."""
     ids = check_token_ids("ids", ids)
+    ids = ids.reshape(-1).tolist() if isinstance(ids, torch.Tensor) else ids
     check_int("prefix_len", prefix_len, minimum=1, maximum=len(ids) - 1, hint="tokens to condition on")
     ids = check_token_ids("ids", ids, model.config.vocab_size)
     tensor = torch.tensor([ids], device=model.device)

@@ -127,6 +127,10 @@ def check_token_ids(name: str, ids, vocab_size: int | None = None):
         return check_token_ids(name, torch.from_numpy(ids), vocab_size)
 
     def walk(value, where: str):
+        if isinstance(value, torch.Tensor) and value.dim() == 0:  # e.g. list(ids_tensor): one integer tensor per id
+            if value.dtype == torch.bool or value.is_floating_point() or value.is_complex():
+                raise TypeError(f"{name}{where} must be one of {allowed}, got a tensor of dtype {value.dtype}")
+            value = value.item()
         if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
             if not _is_int(value):
                 raise TypeError(f"{name}{where} must be one of {allowed}, got {_shown(value)}")
