@@ -2,13 +2,21 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# The CPU wheel of torch 2.13.0 (small and quick). GPU users: see README, "Using a GPU".
+# torch 2.13.0. tools/torch_index.py picks the build: PyTorch's CPU wheel index (~190 MB) on a Linux machine without
+# an NVIDIA GPU when that index answers within 5 s, else PyPI (on Linux the CUDA build, several GB; a local wheel where
+# pip is configured with one). An already installed build that satisfies TORCH_SPEC is kept. GPU users: README.
 TORCH_SPEC ?= torch==2.13.0
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 SOLUTIONS := $(sort $(wildcard notebooks/solutions/*.ipynb))
-TEST_ENV := COURSE_FAST=1 TQDM_DISABLE=1 PYDEVD_DISABLE_FILE_VALIDATION=1 OMP_WAIT_POLICY=PASSIVE
+# HF_HUB_OFFLINE: the reference tests build their Hugging Face models locally and never reach for a hub.
+TEST_ENV := COURSE_FAST=1 TQDM_DISABLE=1 PYDEVD_DISABLE_FILE_VALIDATION=1 OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
 
-.PHONY: setup lab test test-unit test-notebooks lint run bench gpu-check clean
+# How committed notebooks are cleaned (also the pre-commit hook): keep outputs, execution counts (nbval needs them) and
+# widget state (readers without a kernel see the last view), drop papermill's per-cell timings.
+NBSTRIPOUT_FLAGS := --keep-output --keep-count --keep-metadata-keys "metadata.widgets" \
+	--extra-keys "metadata.papermill cell.metadata.papermill"
+
+.PHONY: setup lab test test-unit test-notebooks test-one-thread lint run bench gpu-check clean
 
 setup: $(VENV)/.installed
 	@$(PY) -m course_utils fetch
@@ -16,7 +24,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)" $$($(PY) tools/torch_index.py)
 	$(PY) -m pip install --quiet -e ".[dev]"
 	@touch $@
 
@@ -28,9 +36,9 @@ lab: setup
 test: setup
 	$(TEST_ENV) $(PY) -m pytest -q tests notebooks --nbval-lax --nbval-current-env -p no:randomly
 
-# ruff (pyflakes, pycodestyle, import order, bugbear; settings in pyproject.toml) over the package, tests and benchmarks.
+# ruff (pyflakes, pycodestyle, import order, bugbear; settings in pyproject.toml) over the package, tests, benchmarks, tools.
 lint: setup
-	$(VENV)/bin/ruff check course_utils tests benchmarks
+	$(VENV)/bin/ruff check course_utils tests benchmarks tools
 
 test-unit: setup
 	$(TEST_ENV) $(PY) -m pytest -q tests
@@ -38,20 +46,26 @@ test-unit: setup
 test-notebooks: setup
 	$(TEST_ENV) $(PY) -m pytest -q notebooks --nbval-lax --nbval-current-env
 
+# The lessons whose checked outputs come from float arithmetic, on one thread: committed outputs must not depend on the
+# thread count (CI runs this beside `make test`, which uses every core).
+test-one-thread: setup
+	$(TEST_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q notebooks/05_positional_encodings.ipynb \
+		notebooks/06_rope.ipynb --nbval-lax --nbval-current-env
+
 # Full-mode run of every lesson, outputs written back in place (this is how committed outputs are made).
 run: setup
 	@for nb in $(NOTEBOOKS) $(SOLUTIONS); do \
 		start=$$(date +%s); \
 		$(VENV)/bin/papermill --cwd $$(dirname $$nb) -k python3 $$nb $$nb || exit 1; \
-		$(VENV)/bin/nbstripout --keep-output --keep-count $$nb; \
+		$(VENV)/bin/nbstripout $(NBSTRIPOUT_FLAGS) $$nb; \
 		echo "$$nb: $$(( $$(date +%s) - start )) s"; \
 	done
 
-# Speed and correctness against Hugging Face transformers / PEFT on the same weights (installs the [bench] extra).
+# Speed and correctness against Hugging Face transformers / PEFT on the same weights (both come with the [dev] extra).
 bench: setup
-	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/compare_hf.py
 	$(PY) benchmarks/decode_ablation.py
+	$(PY) benchmarks/timings.py
 
 # Lessons 07-08 (and notebook 00) in full mode on CUDA; needs a CUDA build of torch in $(VENV) (README, "Using a GPU").
 gpu-check: setup

@@ -5,7 +5,7 @@ each, and reports medians and their ratio. Results are printed as a table and sa
 
     make bench            # or: .venv/bin/python benchmarks/compare_hf.py [--quick] [--out PATH]
 
-Needs the [bench] extra (transformers, peft). Close other heavy processes first: timings are only comparable
+Needs transformers and peft (both in the [dev] extra). Close other heavy processes first: timings are only comparable
 between runs on an otherwise idle machine.
 """
 from __future__ import annotations

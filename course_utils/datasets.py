@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .paths import DATA_DIR
+from .paths import data_dir
 from .validation import check_choice, check_int, check_real
 
 INSTRUCTION = "Convert the date to ISO 8601:"
@@ -24,7 +24,6 @@ SYSTEM_PROMPT = "You convert dates."  # short, so training sequences stay short 
 DATE_STYLES = ("ordinal", "us_long", "day_month", "abbrev", "weekday", "dotted")
 FIRST_DAY = date(1950, 1, 1)
 LAST_DAY = date(2049, 12, 31)
-DATES_DIR = DATA_DIR / "dates"
 SAMPLE_SEED = 0
 SAMPLE_SIZES = {"train": 1000, "test": 300}
 
@@ -144,7 +143,7 @@ def load_jsonl(path: str | os.PathLike) -> list[DateExample]:
 
 def sample_paths() -> dict[str, Path]:
     """Where the committed sample of each split lives."""
-    return {split: DATES_DIR / f"{split}.jsonl" for split in SAMPLE_SIZES}
+    return {split: data_dir() / "dates" / f"{split}.jsonl" for split in SAMPLE_SIZES}
 
 
 def write_sample() -> dict[str, Path]:

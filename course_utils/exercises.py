@@ -53,3 +53,31 @@ def _same(got: Any, expected: Any, atol: float) -> bool:
 def _short(value: Any) -> str:
     text = repr(value.tolist() if isinstance(value, torch.Tensor) and value.numel() <= 8 else value)
     return text if len(text) < 120 else text[:117] + "..."
+
+
+def check_prediction(name: str, predicted: Any, measured: Any, tolerance: float = 0.0, hint: str = "") -> bool:
+    """Compare a learner's written-down prediction with the value the notebook measured; print PASS or FAIL + hint.
+
+    Numbers match within ``tolerance`` (absolute), sequences element by element, anything else by equality; when
+    ``measured`` is a set, any member is a correct answer (e.g. several options that tie within the noise).
+    ``predicted=None`` means "not answered yet". Returns True on a match.
+    """
+    if not isinstance(tolerance, (int, float)) or isinstance(tolerance, bool) or not tolerance >= 0:
+        raise ValueError(f"tolerance must be a number >= 0, got {tolerance!r}")
+    if predicted is None:
+        print(f"[{name}] not answered yet: write your prediction in place of `None`, then run the cell.")
+        return False
+    if isinstance(measured, (int, float)) and not isinstance(measured, bool):
+        measured = float(measured)
+    if isinstance(measured, (tuple, list)):
+        measured = [float(m) if isinstance(m, (int, float)) and not isinstance(m, bool) else m for m in measured]
+    if isinstance(measured, (set, frozenset)):
+        correct = predicted in measured
+        measured = sorted(measured, key=repr)
+    else:
+        correct = _same(predicted, measured, tolerance)
+    if correct:
+        print(f"[{name}] PASS: you predicted {_short(predicted)}, the notebook measured {_short(measured)}")
+        return True
+    print(f"[{name}] FAIL: you predicted {_short(predicted)}, the notebook measured {_short(measured)}\n  hint: {hint}")
+    return False

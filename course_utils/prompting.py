@@ -23,10 +23,9 @@ import torch
 
 from .datasets import read_jsonl_records
 from .generation import generate
-from .paths import DATA_DIR
+from .paths import data_dir
 from .validation import check_int, check_real
 
-TASKS_DIR = DATA_DIR / "prompting"
 STRATEGIES = ("zero-shot", "few-shot", "expert", "few-shot-cot", "zero-shot-cot")
 COT_STRATEGIES = ("few-shot-cot", "zero-shot-cot")
 ANSWER_TYPES = ("option", "number", "pattern")
@@ -146,8 +145,9 @@ def _parse_item(path: Path, number: int, record: dict, header: dict) -> tuple[It
     return Item(record["question"], record["answer"], record.get("reasoning")), split
 
 
-def load_tasks(folder: str | os.PathLike = TASKS_DIR) -> dict[str, Task]:
+def load_tasks(folder: str | os.PathLike | None = None) -> dict[str, Task]:
     """Every ``*.jsonl`` task in ``folder`` (default: the course's ``data/prompting``), by task name."""
+    folder = data_dir() / "prompting" if folder is None else folder
     if not Path(folder).is_dir():
         raise ValueError(f"{folder} is not a folder; pass the folder that holds the *.jsonl task files")
     paths = sorted(Path(folder).glob("*.jsonl"))

@@ -78,7 +78,8 @@ def rope_explorer(q_pair=(1.0, 0.2), k_pair=(0.7, -0.6), head_dim: int = 64, bas
     def redraw(_change=None) -> None:
         state = pair_rotation_state(q_pair, k_pair, query.value, key.value, pair.value, head_dim, base)
         caption.value = state.caption(query.value, key.value, pair.value)
-        title = f"pair {pair.value}: q at angle {state.q_angle:+.2f}, k at {state.k_angle:+.2f}"
+        title = (f"pair {pair.value}: q rotated by m\u03b8 = {state.q_angle:+.2f} rad, "
+                 f"k by n\u03b8 = {state.k_angle:+.2f} rad")
         figure = rope_pair_figure(state.q_rotated, state.k_rotated, title=title)
         with picture:
             picture.clear_output(wait=True)

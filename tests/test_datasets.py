@@ -22,7 +22,7 @@ from course_utils.datasets import (
 )
 
 
-def test_issue_example_and_styles():
+def test_worked_example_and_styles():
     example = make_example(date(2021, 3, 3), "ordinal")
     assert example.prompt == f"{INSTRUCTION} the 3rd of March 2021" and example.answer == "2021-03-03"
     rendered = {style: render_date(date(2024, 2, 29), style) for style in DATE_STYLES}

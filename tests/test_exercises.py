@@ -70,3 +70,26 @@ def test_unattempted_exercise_is_reported_not_raised(capsys):
 
     assert not check_exercise("top-k", stub, top_k, tied_logits_and_k)
     assert "not attempted yet" in capsys.readouterr().out
+
+
+def test_prediction_check_accepts_right_answers_and_rejects_wrong_ones(capsys):
+    from course_utils.exercises import check_prediction
+
+    assert check_prediction("bucket", 10, 10) and check_prediction("buckets", [8, 10, 13], [8, 10, 13])
+    assert check_prediction("best", "ntk", "ntk") and check_prediction("slope", 0.52, 0.5, tolerance=0.05)
+    assert check_prediction("count", 12.0, 12)  # an integer written as a float is the same answer
+    assert not check_prediction("bucket", 9, 10) and not check_prediction("buckets", [8, 10], [8, 10, 13])
+    assert not check_prediction("best", "linear", "ntk") and not check_prediction("slope", 0.6, 0.5, tolerance=0.05)
+    assert not check_prediction("bucket", None, 10)
+    assert check_prediction("tie", "ntk", {"none", "ntk"}) and not check_prediction("tie", "linear", {"none", "ntk"})
+    out = capsys.readouterr().out
+    assert out.count("PASS") == 6 and out.count("FAIL") == 5 and "not answered yet" in out
+
+
+def test_prediction_check_refuses_a_negative_tolerance():
+    import pytest
+
+    from course_utils.exercises import check_prediction
+
+    with pytest.raises(ValueError, match="tolerance"):
+        check_prediction("x", 1, 1, tolerance=-1)

@@ -23,7 +23,8 @@ from course_utils.plots.sampling import CandidateChart, candidate_bars, candidat
 from course_utils.sampling import SamplingConfig
 
 PROMPT = "Once upon a time, in a small village,"
-# Extremes named in the issue: T = 0.05 and 5, k = 1, p = 0.01, min_p = 1, penalty = 2 (plus the neutral values).
+# Extreme settings a learner can reach with the sliders: T = 0.05 and 5, k = 1, p = 0.01, min_p = 1, penalty = 2
+# (plus the neutral values).
 GRID = [SamplingConfig(temperature=t, top_k=k, top_p=p, min_p=m, repetition_penalty=r)
         for t, k, p, m, r in itertools.product([0.0, 0.05, 1.0, 5.0], [0, 1, 40], [0.01, 1.0], [0.0, 1.0], [1.0, 2.0])]
 

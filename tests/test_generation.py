@@ -107,10 +107,24 @@ class FakeTokenizer:
 def test_string_prompts_and_text_streamer(tiny_model):
     tok = FakeTokenizer()
     pieces = []
-    result = generate(tiny_model, ["hello", "a longer prompt"], max_new_tokens=6, tokenizer=tok,
+    result = generate(tiny_model, ["hello", "a longer prompt"], max_new_tokens=6, tokenizer=tok, eos_id=NO_EOS,
                       stream=text_streamer(tok, row=1, write=pieces.append))
-    assert result.texts == [tok.decode(r[:-1] if f else r) for r, f in zip(result.tokens, result.finished)]
-    assert "".join(pieces) == result.texts[1]
+    letters = ["".join(chr(65 + i % 26) for i in row) for row in result.tokens]  # the fake tokenizer's definition
+    assert result.texts == letters and all(len(text) == 6 for text in letters)
+    assert "".join(pieces) == letters[1] and len(pieces) == 6
+
+
+def test_texts_and_stream_leave_out_the_end_of_sequence_token(tiny_model):
+    tok = FakeTokenizer()
+    free = generate(tiny_model, [[5, 17, 42]], max_new_tokens=6, eos_id=NO_EOS)
+    eos = free.tokens[0][3]  # declare the 4th greedy token the end of sequence: greedy stops there
+    tok.eos_id = eos
+    pieces = []
+    result = generate(tiny_model, [[5, 17, 42]], max_new_tokens=6, tokenizer=tok, eos_id=eos,
+                      stream=text_streamer(tok, write=pieces.append))
+    first_stop = free.tokens[0].index(eos)
+    expected = "".join(chr(65 + i % 26) for i in free.tokens[0][:first_stop])
+    assert result.finished == [True] and result.texts == [expected] and "".join(pieces) == expected
 
 
 @pytest.mark.parametrize("kwargs, message", [

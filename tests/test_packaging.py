@@ -26,3 +26,12 @@ def test_torch_pin_is_the_same_everywhere():
     env = (REPO_ROOT / "environment.yml").read_text()
     pin = re.search(r"TORCH_SPEC \?= (torch==[\d.]+)", makefile).group(1)
     assert f"- {pin}" in env
+
+
+def test_pre_commit_strips_notebooks_like_make_run():
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    flags = re.search(r"NBSTRIPOUT_FLAGS := (.+?)\n\n", makefile, re.S).group(1).replace("\\\n\t", "")
+    hooks = yaml.safe_load((REPO_ROOT / ".pre-commit-config.yaml").read_text())["repos"][0]["hooks"]
+    entry = next(h["entry"] for h in hooks if h["id"] == "nbstripout")
+    assert entry.split(" ", 1)[1] == " ".join(flags.split())
+    assert "metadata.widgets" in entry and "cell.metadata.papermill" in entry

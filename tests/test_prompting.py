@@ -9,7 +9,6 @@ import torch
 from course_utils.plots.prompting import strategy_task_figure
 from course_utils.prompting import (
     STRATEGIES,
-    TASKS_DIR,
     ZERO_SHOT_COT_TRIGGER,
     Item,
     Task,
@@ -273,8 +272,8 @@ def test_evaluate_scores_the_extracted_answers(course_model):
         evaluate(model, tok, task, "few-shot", items, batch_size=0)
 
 
-def test_tasks_dir_is_inside_data():
-    assert TASKS_DIR.name == "prompting" and TASKS_DIR.parent.name == "data"
+def test_default_tasks_are_the_course_data():
+    assert set(load_tasks()) == {"arithmetic", "dates", "topic"}
 
 
 # ---- accuracy intervals ------------------------------------------------------------------------------------------

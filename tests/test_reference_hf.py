@@ -1,10 +1,10 @@
-"""Reference checks against Hugging Face transformers and PEFT (run when `pip install -e .[bench]` was done)."""
+"""Reference checks against Hugging Face transformers and PEFT (both in the [dev] extra; CI requires them)."""
 import pytest
 import torch
+from references import import_reference
 
-transformers = pytest.importorskip("transformers", reason="reference checks need the [bench] extra: "
-                                                        "pip install -e '.[bench]'")
-peft = pytest.importorskip("peft", reason="reference checks need the [bench] extra: pip install -e '.[bench]'")
+transformers = import_reference("transformers")
+peft = import_reference("peft")
 
 from transformers.generation import logits_process as hf  # noqa: E402
 

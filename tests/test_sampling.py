@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from references import import_reference
 
 from course_utils.sampling import (
     SamplingConfig,
@@ -147,8 +148,8 @@ def test_sample_next_refuses_rows_without_a_choosable_token(row):
 
 
 def test_same_result_as_hugging_face_warpers():
-    """Reference check against transformers' own warpers (skipped when transformers is not installed)."""
-    hf = pytest.importorskip("transformers.generation.logits_process")
+    """Reference check against transformers' own warpers (skipped without transformers, except in CI)."""
+    hf = import_reference("transformers.generation.logits_process")
     gen = torch.Generator().manual_seed(0)
     logits = torch.cat([torch.randn(4, 300, generator=gen) * 3, torch.randint(-3, 4, (2, 300), generator=gen).float()])
     previous = torch.randint(0, 300, (6, 12), generator=gen)

@@ -62,7 +62,7 @@ def length_generalisation_figure(multiples: Sequence[float], accuracy: Mapping[s
     ax.set_xticks(x, [f"{m:g}x\n({int(m * train_len)})" for m in x])
     ax.set(xlabel="test length / trained length (tokens)", ylabel="k-back accuracy", ylim=(0, 1.05),
            title="Length generalisation of the tiny model (dots: seeds)")
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: no point hidden
     return fig
 
 
@@ -105,12 +105,10 @@ def rope_wavelength_figure(wavelengths, context_len: int, title: str) -> Figure:
     return fig
 
 
-def rope_pair_figure(q_rotated, k_rotated, title: str) -> Figure:
-    """The widget's picture: a rotated query pair and key pair as arrows on their circles."""
-    q, k = _array(q_rotated), _array(k_rotated)
+def _draw_pair(ax, q: np.ndarray, k: np.ndarray, title: str) -> None:
+    """A rotated query pair and key pair as arrows on their circles, into ``ax``."""
     if q.shape != (2,) or k.shape != (2,):
         raise ValueError(f"q_rotated and k_rotated must be 2-vectors, got shapes {q.shape} and {k.shape}")
-    fig, ax = new_figure(width=4.2, height=4.2)
     radius = max(np.linalg.norm(q), np.linalg.norm(k)) * 1.2
     circle = np.linspace(0, 2 * np.pi, 200)
     for vector, name, colour in ((q, "q (query)", "tab:blue"), (k, "k (key)", "tab:red")):
@@ -123,4 +121,20 @@ def rope_pair_figure(q_rotated, k_rotated, title: str) -> Figure:
     ax.set_aspect("equal")
     ax.legend(fontsize=8, loc="upper right")
     ax.grid(alpha=0.3)
+
+
+def rope_pair_figure(q_rotated, k_rotated, title: str) -> Figure:
+    """The widget's picture: a rotated query pair and key pair as arrows on their circles."""
+    fig, ax = new_figure(width=4.2, height=4.2)
+    _draw_pair(ax, _array(q_rotated), _array(k_rotated), title)
+    return fig
+
+
+def rope_pair_panels(panels: Mapping[str, tuple[object, object]]) -> Figure:
+    """Several (rotated q pair, rotated k pair) settings side by side, one panel per title."""
+    if not panels:
+        raise ValueError("rope_pair_panels needs at least one (q_rotated, k_rotated) panel")
+    fig, axes = new_figure(ncols=len(panels), width=4.0, height=4.2)
+    for ax, (title, (q, k)) in zip(np.atleast_1d(axes), panels.items()):
+        _draw_pair(ax, _array(q), _array(k), title)
     return fig

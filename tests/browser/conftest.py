@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = Path(os.environ.get("COURSE_CHROMIUM", "/usr/bin/chromium"))
-# Flags that let Debian's chromium run headless in a container without a GPU or network (DESIGN.md, section 5).
+# Flags that let Debian's chromium run headless in a container without a GPU or network: no sandbox (root), no GPU,
+# /tmp instead of a small /dev/shm, and no background connections that a closed network would refuse.
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 SERVER_START_TIMEOUT_S = 60
