@@ -171,7 +171,7 @@ class StubModel:
 
     def __call__(self, ids, cache=None, attention_mask=None, last_only=False) -> torch.Tensor:
         self.calls += 1
-        logits = torch.zeros(ids.shape[0], ids.shape[1], self.config.vocab_size)
+        logits = torch.zeros(ids.shape[0], ids.shape[1], self.config.vocab_size, device=self.device)
         logits[..., 3] = 5.0
         if self.calls == self.poison_call:
             logits[self.row, -1] = self.poison_values
@@ -222,3 +222,24 @@ def test_host_reads_per_decoding_step_do_not_grow(monkeypatch, settings, per_ste
         generate(StubModel(), [[1, 4], [5, 6, 7]], max_new_tokens=steps, seed=0, **settings)
         reads.append(count[0])
     assert (reads[1] - reads[0]) == per_step * 8, reads
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="host synchronisations are a CUDA matter")
+@pytest.mark.parametrize("settings", [dict(), dict(sampling=SamplingConfig(top_p=0.9, repetition_penalty=1.2))])
+def test_cuda_synchronisations_per_step_stay_at_one(settings):
+    """On CUDA, torch's sync debug mode warns on every device-to-host wait: at most one per decoding step."""
+    import warnings
+
+    counts = []
+    for steps in (4, 12):
+        model = StubModel()
+        model.device = torch.device("cuda")  # the stub's logits are made on the GPU: no copies per step
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                generate(model, [[1, 4], [5, 6, 7]], max_new_tokens=steps, seed=0, **settings)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        counts.append(sum("synchroniz" in str(w.message) for w in caught))
+    assert counts[1] - counts[0] <= 8, counts
