@@ -128,9 +128,13 @@ def perplexity(model, ids: Sequence[int], prefix_len: int = 1) -> float:
 
 def sequence_logprob(step_logits: torch.Tensor, token_ids: Sequence[int] | torch.Tensor) -> float:
     """Chain rule: sum over t of log softmax(step_logits[t])[token_ids[t]]; ``step_logits`` has shape [T, vocab]."""
-    if not isinstance(step_logits, torch.Tensor) or not step_logits.is_floating_point() or step_logits.dim() != 2:
-        raise ValueError("step_logits must be a floating-point tensor of shape [steps, vocab]")
-    ids = torch.as_tensor(token_ids, dtype=torch.long, device=step_logits.device)
+    if not isinstance(step_logits, torch.Tensor) or not step_logits.is_floating_point():
+        raise TypeError(f"step_logits must be a floating-point tensor of shape [steps, vocab], "
+                        f"got {type(step_logits).__name__}")
+    if step_logits.dim() != 2:
+        raise ValueError(f"step_logits must have shape [steps, vocab], got {tuple(step_logits.shape)}")
+    ids = check_token_ids("token_ids", token_ids, step_logits.shape[-1])  # 3.7 is refused, never truncated to 3
+    ids = torch.as_tensor(ids, dtype=torch.long, device=step_logits.device)
     if ids.shape != step_logits.shape[:1]:
         raise ValueError(f"token_ids must hold one id per step ({step_logits.shape[0]}), got shape {tuple(ids.shape)}")
     logp = torch.log_softmax(step_logits.float(), dim=-1)
@@ -139,16 +143,20 @@ def sequence_logprob(step_logits: torch.Tensor, token_ids: Sequence[int] | torch
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:
     """Entropy in nats of softmax(logits) over the last dimension; tokens at -inf contribute 0."""
-    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point() or logits.dim() == 0:
-        raise ValueError("logits must be a floating-point tensor of shape [..., vocab]")
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
+        raise TypeError(f"logits must be a floating-point tensor of shape [..., vocab], got {type(logits).__name__}")
+    if logits.dim() == 0:
+        raise ValueError("logits must have a vocabulary dimension, got a 0-d tensor")
     logp = torch.log_softmax(logits.float(), dim=-1)
     return -(logp.exp() * logp.nan_to_num(neginf=0.0)).sum(-1)
 
 
 def tail_mass(logits: torch.Tensor, ks: Sequence[int]) -> torch.Tensor:
     """Probability mass outside the ``k`` most likely tokens, for each k in ``ks``: shape ``[..., len(ks)]``."""
-    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point() or logits.dim() == 0:
-        raise ValueError("logits must be a floating-point tensor of shape [..., vocab]")
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
+        raise TypeError(f"logits must be a floating-point tensor of shape [..., vocab], got {type(logits).__name__}")
+    if logits.dim() == 0:
+        raise ValueError("logits must have a vocabulary dimension, got a 0-d tensor")
     vocab = logits.shape[-1]
     if not ks:
         raise ValueError(f"ks must be a non-empty list of integers in [1, {vocab}], got {ks!r}")

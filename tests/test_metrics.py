@@ -86,3 +86,14 @@ def test_entropy_and_tail_mass():
 def test_invalid_arguments_raise(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: sequence_logprob(torch.zeros(2, 5), [1, 3.7]), r"token_ids\[1\] .*integer token ids in \[0, 4\].*3\.7"),
+    (lambda: sequence_logprob(torch.zeros(2, 5, dtype=torch.long), [1, 3]), "floating-point tensor"),
+    (lambda: entropy([0.1, 0.9]), "got list"), (lambda: distinct_n([[1, 2]], 1.5), r"n must be an integer >= 1"),
+    (lambda: distinct_n("abc", 1), "list of token-id lists, got str"),
+])
+def test_wrong_types_raise_type_error(call, message):
+    with pytest.raises(TypeError, match=message):
+        call()
