@@ -197,8 +197,10 @@ def build_prompt(task: Task, strategy: str, question: str, k: int = 3, seed: int
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    if not isinstance(question, str) or not question.strip():
-        raise ValueError("question must be a non-empty string")
+    if not isinstance(question, str):
+        raise TypeError(f"question must be a string, got {type(question).__name__}")
+    if not question.strip():
+        raise ValueError(f"question must be a non-empty string, got {question!r}")
     cot = strategy in COT_STRATEGIES
     wording = instruction if instruction is not None else (task.instruction if cot else direct_instruction(task))
     messages: list[dict] = []
