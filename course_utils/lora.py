@@ -359,6 +359,9 @@ def _read_adapter(directory: str | os.PathLike, with_tensors: bool):
     """(config, tensors or None) from an adapter folder; every problem becomes one AdapterError line."""
     directory = Path(directory)
     path = directory / ADAPTER_WEIGHTS
+    if directory.is_file():
+        raise AdapterError(f"{directory} is a file; pass the folder that save_adapter wrote (it holds "
+                           f"{ADAPTER_WEIGHTS})")
     if not path.is_file():
         hint = " (a Hugging Face PEFT adapter?)" if (directory / "adapter_model.safetensors").is_file() else ""
         raise AdapterError(f"no adapter file at {path}{hint}; write one with save_adapter(model, {str(directory)!r})")

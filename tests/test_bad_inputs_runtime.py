@@ -236,6 +236,10 @@ ROWS = [
     Row("adapter folder without the file", "lora", AdapterError, "no adapter file at .*adapter.safetensors",
         "save_adapter", lambda c: load_adapter(c.model, c.folder / "adapter"),
         prepare=lambda c: (c.folder / "adapter").mkdir()),
+    Row("adapter file given instead of its folder", "lora", AdapterError, "adapter.safetensors is a file",
+        "pass the folder that save_adapter wrote", lambda c: load_adapter(c.model, c.folder / "adapter" /
+                                                                          "adapter.safetensors"),
+        prepare=_saved_adapter),
     Row("truncated adapter file", "lora", AdapterError, "adapter.safetensors is damaged", "save the adapter again",
         lambda c: load_adapter(c.model, c.folder / "adapter"), prepare=_truncate_adapter),
     Row("adapter config is not JSON", "lora", AdapterError, "not valid JSON", "save the adapter again",
