@@ -10,13 +10,14 @@ import json
 import os
 import random
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import date, timedelta
 from pathlib import Path
 
 import torch
 
 from .paths import data_dir
+from .validation import check_choice, check_int, check_real
 
 INSTRUCTION = "Convert the date to ISO 8601:"
 SYSTEM_PROMPT = "You convert dates."  # short, so training sequences stay short (the default one is 3x longer)
@@ -38,8 +39,7 @@ class DateExample:
 
 def ordinal(day: int) -> str:
     """1 -> '1st', 2 -> '2nd', 3 -> '3rd', 11 -> '11th', 22 -> '22nd'."""
-    if not 1 <= day <= 31:
-        raise ValueError(f"day must lie in [1, 31], got {day}")
+    day = check_int("day", day, minimum=1, maximum=31)
     suffix = "th" if 11 <= day % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
     return f"{day}{suffix}"
 
@@ -55,9 +55,7 @@ def render_date(day: date, style: str) -> str:
         "weekday": f"{day.strftime('%A')}, {day.day} {month} {day.year}",
         "dotted": f"{day.day:02d}.{day.month:02d}.{day.year} (day.month.year)",
     }
-    if style not in styles:
-        raise ValueError(f"unknown date style {style!r}; allowed: {DATE_STYLES}")
-    return styles[style]
+    return styles[check_choice("style", style, DATE_STYLES)]
 
 
 def make_example(day: date, style: str) -> DateExample:
@@ -68,13 +66,12 @@ def make_example(day: date, style: str) -> DateExample:
 def make_date_splits(n_train: int, n_test: int, seed: int = 0) -> tuple[list[DateExample], list[DateExample]]:
     """Seeded train and test examples over 1950-2049 whose calendar dates are disjoint; styles drawn uniformly."""
     span = (LAST_DAY - FIRST_DAY).days + 1
-    for name, value in (("n_train", n_train), ("n_test", n_test)):
-        if not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    n_train = check_int("n_train", n_train, minimum=0)
+    n_test = check_int("n_test", n_test, minimum=0)
     if n_train + n_test > span:
-        raise ValueError(f"n_train + n_test must be at most {span} (one example per calendar date)")
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        raise ValueError(f"n_train + n_test must be at most {span} (one example per calendar date), "
+                         f"got {n_train + n_test}")
+    seed = check_int("seed", seed, minimum=0)
     rng = random.Random(seed)
     offsets = rng.sample(range(span), n_train + n_test)
     examples = [make_example(FIRST_DAY + timedelta(days=offset), rng.choice(DATE_STYLES)) for offset in offsets]
@@ -91,13 +88,57 @@ def save_jsonl(examples: list[DateExample], path: str | os.PathLike) -> None:
     os.replace(handle.name, path)
 
 
-def load_jsonl(path: str | os.PathLike) -> list[DateExample]:
-    """Read examples written by ``save_jsonl``."""
+def read_jsonl_records(path: str | os.PathLike, fix: str) -> list[tuple[int, dict]]:
+    """(line number, JSON object) for every non-blank line of a UTF-8 JSON-lines file.
+
+    Every problem raises a ValueError naming the file and the line: a missing file or a folder, bytes that are not
+    UTF-8, invalid JSON, or a line that is not a JSON object. ``fix`` says how to repair or regenerate the file.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a JSON-lines file; {fix}")
     if not path.is_file():
-        raise ValueError(f"no such file: {path}; regenerate it with `python -m course_utils.datasets`")
-    with open(path, encoding="utf-8") as handle:
-        return [DateExample(**json.loads(line)) for line in handle if line.strip()]
+        raise ValueError(f"no such file: {path}; {fix}")
+    records = []
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        try:
+            text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}, line {number}: not UTF-8 text (byte 0x{raw[error.start]:02x} at column "
+                             f"{error.start + 1}); save the file as UTF-8, or {fix}") from None
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}, line {number}: not valid JSON ({error.msg}, column {error.colno}); "
+                             f"{fix}") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}, line {number}: expected a JSON object, got {type(record).__name__}; {fix}")
+        records.append((number, record))
+    return records
+
+
+_REGENERATE = "regenerate it with `python -m course_utils.datasets`"
+
+
+def load_jsonl(path: str | os.PathLike) -> list[DateExample]:
+    """Read examples written by ``save_jsonl``; an empty file, a malformed line or a repeated prompt is an error."""
+    path = Path(path)
+    keys = sorted(field.name for field in fields(DateExample))
+    examples, first_line = [], {}
+    for number, record in read_jsonl_records(path, _REGENERATE):
+        if sorted(record) != keys or not all(isinstance(value, str) and value for value in record.values()):
+            raise ValueError(f"{path}, line {number}: expected non-empty strings under exactly the keys {keys}, "
+                             f"got {sorted(record)}; {_REGENERATE}")
+        if record["prompt"] in first_line:
+            raise ValueError(f"{path}, line {number}: duplicate of line {first_line[record['prompt']]} "
+                             f"({record['prompt']!r}); every date appears once, so {_REGENERATE}")
+        first_line[record["prompt"]] = number
+        examples.append(DateExample(**record))
+    if not examples:
+        raise ValueError(f"{path} holds no examples (the file is empty); {_REGENERATE}")
+    return examples
 
 
 def sample_paths() -> dict[str, Path]:
@@ -125,8 +166,9 @@ def line_images(n: int, kinds: tuple[str, str], generator: torch.Generator, size
     two diagonals, wrapping around the border) at a random offset; the label says which one. Returns images
     [n, 1, size, size] and labels [n].
     """
-    if n < 1 or size < 5:
-        raise ValueError(f"need n >= 1 and size >= 5, got n={n}, size={size}")
+    n = check_int("n", n, minimum=1)
+    size = check_int("size", size, minimum=5)
+    check_real("noise", noise, low=0)
     if len(kinds) != 2 or not set(kinds) <= set(LINE_KINDS) or kinds[0] == kinds[1]:
         raise ValueError(f"kinds must be two different orientations from {LINE_KINDS}, got {kinds!r}")
     labels = torch.randint(0, 2, (n,), generator=generator)

@@ -12,18 +12,25 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from .validation import check_int
+
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
-def pick_device(name: str | None = "auto") -> torch.device:
-    """Return the device to use.
+def pick_device(name: str | torch.device | None = "auto") -> torch.device:
+    """Return the device to use (``name``: a string or a ``torch.device``).
 
     ``"auto"`` (or ``None``) picks cuda > mps > cpu, unless the environment variable
     ``COURSE_DEVICE`` names a device. Explicit names: ``cpu``, ``cuda``, ``cuda:N``, ``mps``.
     """
+    if isinstance(name, torch.device):  # torch.device("cpu") means the same as "cpu"
+        name = str(name)
     if name is None or name == "auto":
         name = os.environ.get("COURSE_DEVICE", "auto").strip() or "auto"
-    if not isinstance(name, str) or not _DEVICE_PATTERN.match(name):
+    if not isinstance(name, str):
+        raise TypeError(f"device must be a string or a torch.device ('auto', 'cpu', 'cuda', 'cuda:N', 'mps'), "
+                        f"got {type(name).__name__}")
+    if not _DEVICE_PATTERN.match(name):
         raise ValueError(f"unknown device {name!r}; allowed: 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'")
     if name == "auto":
         if torch.cuda.is_available():
@@ -45,8 +52,7 @@ def default_dtype(device: torch.device) -> torch.dtype:
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and PyTorch; return a CPU ``torch.Generator`` seeded the same way."""
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = check_int("seed", seed, minimum=0)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -16,6 +16,7 @@ from matplotlib.colors import to_hex
 
 from course_utils.device import single_thread
 from course_utils.sampling import SamplingConfig, sample_next, warp_logits
+from course_utils.validation import check_int, check_real
 
 TOKEN_COLOURMAP = "RdYlGn"  # red = the model found the token unlikely, green = likely
 
@@ -135,15 +136,13 @@ def candidate_table(logits: torch.Tensor, config: SamplingConfig, token_strings:
 
 def probability_colour(probability: float) -> str:
     """Hex colour of a token chosen with this model probability (red = unlikely, green = likely)."""
-    if not 0.0 <= probability <= 1.0:
-        raise ValueError(f"probability must lie in [0, 1], got {probability}")
+    probability = check_real("probability", probability, low=0, high=1)
     return to_hex(colormaps[TOKEN_COLOURMAP](0.1 + 0.8 * probability))
 
 
 def coloured_text_html(prompt: str, records: list[StepRecord], font_scale: float = 1.0) -> str:
     """The prompt in plain text followed by each generated token on a background coloured by its model probability."""
-    if font_scale <= 0:
-        raise ValueError(f"font_scale must be positive, got {font_scale}")
+    font_scale = check_real("font_scale", font_scale, low=0, low_open=True)
     spans = [f'<span style="color:#555">{html.escape(prompt)}</span>']
     for record in records:
         title = (f"step {record.step}: p_model={record.prob_model:.3f}, p_sampled={record.prob_sampled:.3f}, "
@@ -157,8 +156,7 @@ def coloured_text_html(prompt: str, records: list[StepRecord], font_scale: float
 
 def log_html(records: list[StepRecord], last: int = 12, font_scale: float = 1.0) -> str:
     """An HTML table of the last ``last`` steps, newest first."""
-    if last < 1:
-        raise ValueError(f"last must be >= 1, got {last}")
+    last = check_int("last", last, minimum=1)
     header = ("<tr><th>step</th><th>token</th><th>p model</th><th>p sampled</th><th>candidates</th>"
               "<th>mass kept</th><th>entropy (bits)</th><th>settings</th></tr>")
     rows = [f"<tr><td>{r.step}</td><td><code>{html.escape(token_label(r.text))}</code></td>"
@@ -178,10 +176,11 @@ class SamplingExplorer:
 
     def __init__(self, model, tokenizer, prompt: str, config: SamplingConfig | None = None, seed: int = 0,
                  top_n: int = 12, max_new_tokens: int = 200):
-        if top_n < 1:
-            raise ValueError(f"top_n must be >= 1, got {top_n}")
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        vocab = model.config.vocab_size
+        top_n = check_int("top_n", top_n, minimum=1, maximum=vocab, hint="candidates shown; at most the vocabulary")
+        max_new_tokens = check_int("max_new_tokens", max_new_tokens, minimum=1)
+        if config is not None and not isinstance(config, SamplingConfig):
+            raise TypeError(f"config must be None or a SamplingConfig, got {type(config).__name__}")
         self.model = model
         self.tokenizer = tokenizer
         self.top_n = top_n
@@ -195,8 +194,10 @@ class SamplingExplorer:
     # --- state changes -------------------------------------------------------------------------------------
     def set_prompt(self, prompt: str) -> None:
         """Start again from a new prompt (clears the generated tokens, re-seeds the generator)."""
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise ValueError("prompt must be a non-empty string")
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
+        if not prompt.strip():
+            raise ValueError(f"prompt must hold some text, got {prompt!r}")
         prompt_ids = self.tokenizer.encode(prompt)
         if len(prompt_ids) + self.max_new_tokens > self.model.config.max_seq_len:
             raise ValueError(f"prompt of {len(prompt_ids)} tokens + {self.max_new_tokens} new tokens exceeds the "
@@ -207,9 +208,7 @@ class SamplingExplorer:
 
     def set_seed(self, seed: int) -> None:
         """Use ``seed`` from the next reset on (and reset now, so the same seed gives the same text)."""
-        if not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-        self._seed = seed
+        self._seed = check_int("seed", seed, minimum=0)
         if hasattr(self, "prompt_ids"):
             self.reset()
 
@@ -295,8 +294,7 @@ class SamplingExplorer:
 
     def generate(self, n_tokens: int) -> list[StepRecord]:
         """Up to ``n_tokens`` steps (fewer if the end-of-sequence token comes first)."""
-        if n_tokens < 1:
-            raise ValueError(f"n_tokens must be >= 1, got {n_tokens}")
+        n_tokens = check_int("n_tokens", n_tokens, minimum=1)
         records = []
         for _ in range(n_tokens):
             record = self.step()
@@ -312,8 +310,11 @@ class SamplingExplorer:
 def compare_presets(model, tokenizer, prompt: str, presets: dict[str, SamplingConfig], seed: int = 0,
                     n_tokens: int = 20) -> dict[str, SamplingExplorer]:
     """Generate ``n_tokens`` from the same prompt and seed under each named preset; returns the explorers."""
+    if not isinstance(presets, dict) or not all(isinstance(c, SamplingConfig) for c in presets.values()):
+        raise TypeError(f"presets must be a dict of name -> SamplingConfig, got {type(presets).__name__}")
     if not presets:
-        raise ValueError("presets must name at least one SamplingConfig")
+        raise ValueError("presets must name at least one SamplingConfig, got an empty dict")
+    n_tokens = check_int("n_tokens", n_tokens, minimum=1)
     explorers = {}
     for name, config in presets.items():
         explorer = SamplingExplorer(model, tokenizer, prompt, config=config, seed=seed,

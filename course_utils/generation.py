@@ -5,13 +5,13 @@ Batches of prompts are left-padded and masked, every row stops at its own end-of
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from .sampling import SamplingConfig, sample_next
+from .sampling import SamplingConfig, _choose, nonfinite_rows
+from .validation import check_int, check_real, check_token_ids
 
 NO_EOS = -1  # pass as eos_id to never stop before max_new_tokens
 GREEDY = SamplingConfig(temperature=0.0)
@@ -44,19 +44,22 @@ class GenerationResult:
         return [float(sum(row)) for row in self.logprobs]
 
 
-def _prompt_ids(prompts: Sequence, tokenizer) -> list[list[int]]:
-    if isinstance(prompts, (str, torch.Tensor)) or not isinstance(prompts, Sequence) or len(prompts) == 0:
-        raise ValueError("prompts must be a non-empty list of strings or of token-id lists")
+def _prompt_ids(prompts: Sequence, tokenizer, vocab_size: int) -> list[list[int]]:
+    if isinstance(prompts, (str, torch.Tensor)) or not isinstance(prompts, Sequence):
+        raise TypeError(f"prompts must be a list of strings or of token-id lists (one per row), "
+                        f"got {type(prompts).__name__}")
+    if len(prompts) == 0:
+        raise ValueError("prompts must hold at least one prompt, got an empty list")
     if all(isinstance(p, str) for p in prompts):
         if tokenizer is None:
             raise ValueError("string prompts need tokenizer=...; or pass lists of token ids")
         rows = [tokenizer.encode(p) for p in prompts]
     elif all(isinstance(p, Sequence) and not isinstance(p, str) for p in prompts):
-        rows = [[int(i) for i in p] for p in prompts]
+        rows = check_token_ids("prompts", prompts, vocab_size)  # floats such as 504.9 are refused, never truncated
     else:
-        raise ValueError("prompts must be all strings or all token-id lists, not a mix")
+        raise TypeError("prompts must be all strings or all token-id lists, not a mix")
     if any(len(r) == 0 for r in rows):
-        raise ValueError("every prompt needs at least one token")
+        raise ValueError("every prompt needs at least one token; an empty prompt has nothing to continue")
     return rows
 
 
@@ -75,14 +78,12 @@ def _left_pad(rows: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor
 
 
 def _check_settings(model, rows: list[list[int]], max_new_tokens: int, eos_id: int | None) -> int:
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    check_int("max_new_tokens", max_new_tokens, minimum=1)
     vocab = model.config.vocab_size
     if eos_id is None:
         eos_id = model.config.eos_id if model.config.eos_id is not None else NO_EOS
-    if isinstance(eos_id, bool) or not isinstance(eos_id, int) or not (eos_id == NO_EOS or 0 <= eos_id < vocab):
-        raise ValueError(f"eos_id must be None (the model's), {NO_EOS} (never stop) or in [0, {vocab - 1}], "
-                         f"got {eos_id!r}")
+    eos_id = check_int("eos_id", eos_id, minimum=NO_EOS, maximum=vocab - 1,
+                       hint=f"None = the model's, {NO_EOS} = never stop")
     longest = max(len(r) for r in rows) + max_new_tokens
     if longest > model.config.max_seq_len:
         raise ValueError(f"prompt + max_new_tokens = {longest} exceeds the context length {model.config.max_seq_len}")
@@ -115,33 +116,58 @@ def _decode_loop(model, rows, max_new_tokens, sampling, eos_id, generator, strea
     new = torch.empty(batch, max_new_tokens, dtype=torch.long, device=model.device)
     logprobs = torch.empty(batch, max_new_tokens, device=model.device)
     done = torch.zeros(batch, dtype=torch.bool, device=model.device)
+    # Rows whose logits hold NaN/+inf or no finite value (all -inf) cannot choose a token. They are flagged on the
+    # device and read together with what the loop reads anyway (stream ids, end-of-sequence), never on their own.
+    first_bad = torch.full((batch,), -1, dtype=torch.long, device=model.device)  # step a row first went bad
     logits = model(ids, cache=cache, attention_mask=mask, last_only=True)[:, -1]
     steps = 0
     for step in range(max_new_tokens):
+        bad = nonfinite_rows(logits) & ~done
+        first_bad = torch.where(bad & (first_bad < 0), step, first_bad)
+        logits = logits.masked_fill(bad[:, None], 0.0)  # keep torch's sampler away from NaN; the error comes below
         previous = history[:, :width + step] if history is not None else None
-        token = sample_next(logits, sampling, generator, previous_ids=previous)
+        token = _choose(logits, sampling, generator, previous)
         if eos_id != NO_EOS:
             token = token.masked_fill(done, eos_id)  # finished rows idle on EOS; their extra steps are dropped
         new[:, step] = token
         logprobs[:, step] = logits.gather(1, token[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
         if history is not None:
             history[:, width + step] = token
-        if stream is not None:
-            stream([None if finished else t for t, finished in zip(token.tolist(), done.tolist())])
+        all_done = False
+        if stream is not None:  # the one read per step: new ids, which rows had finished, the bad-row flags
+            ids_now, done_now, bad_now = torch.stack([token, done.long(), bad.long()]).tolist()
+            _raise_if_bad(first_bad, any(bad_now))
+            stream([None if finished else t for t, finished in zip(ids_now, done_now)])
+            all_done = eos_id != NO_EOS and all(d or t == eos_id for t, d in zip(ids_now, done_now))
         steps = step + 1
         if eos_id != NO_EOS:
             done |= token == eos_id
-            if bool(done.all()):
+            if stream is None:  # the one read per step: end-of-sequence flags and the bad-row flag together
+                all_done, any_bad = torch.stack([done.all(), (first_bad >= 0).any()]).tolist()
+                _raise_if_bad(first_bad, any_bad)
+            if all_done:
                 break
         if steps == max_new_tokens:
             break
         step_mask = full_mask[:, :width + steps] if full_mask is not None else None
         logits = model(token[:, None], cache=cache, attention_mask=step_mask)[:, -1]
+    _raise_if_bad(first_bad, eos_id == NO_EOS and stream is None and bool((first_bad >= 0).any()))  # once, at the end
     new, logprobs = new[:, :steps], logprobs[:, :steps]
     lengths, finished = _stop_lengths(new, eos_id)
     new_list, lp_list = new.tolist(), logprobs.tolist()
     return ([row[:n] for row, n in zip(new_list, lengths)], [row[:n] for row, n in zip(lp_list, lengths)],
             finished, None)
+
+
+def _raise_if_bad(first_bad: torch.Tensor, any_bad: bool) -> None:
+    """Raise the non-finite-logits error when ``any_bad`` (already read); ``first_bad``: per row, its first bad step."""
+    if not any_bad:
+        return
+    steps = first_bad.tolist()
+    rows = [row for row, step in enumerate(steps) if step >= 0]
+    raise ValueError(f"the model's logits for row(s) {rows[:5]} hold NaN/+inf or no finite value (first at new token "
+                     f"{min(steps[r] for r in rows)}), so no next token can be chosen; check the weights (a diverged "
+                     f"fine-tune, e.g. too high a learning rate) or the dtype (float16 overflow)")
 
 
 def _add_hypothesis(pool: list, entry: tuple, keep: int) -> None:
@@ -170,12 +196,23 @@ def _beam_loop(model, rows, max_new_tokens, num_beams, length_penalty, eos_id):
     logits = model(ids, cache=cache, attention_mask=mask, last_only=True)[:, -1]
     filler = eos_id if eos_id != NO_EOS else 0
     for step in range(max_new_tokens):
+        bad = nonfinite_rows(logits)
+        logits = logits.masked_fill(bad[:, None], 0.0)
         logp = torch.log_softmax(logits, dim=-1)
         vocab = logp.shape[-1]
         candidates = (scores.reshape(-1, 1) + logp).reshape(batch, beams * vocab)
         top_scores, top_index = candidates.topk(2 * beams, dim=-1)
-        top_scores = top_scores.tolist()
-        top_beam, top_token = (top_index // vocab).tolist(), (top_index % vocab).tolist()
+        # One read per step: scores, beam/token indices (exact in float64) and the bad-row flags together.
+        packed = torch.cat([top_scores.double(), top_index.double(), bad.reshape(batch, beams).double()], dim=1)
+        packed = packed.tolist()
+        top_scores = [row[:2 * beams] for row in packed]
+        top_beam = [[int(i) // vocab for i in row[2 * beams:4 * beams]] for row in packed]
+        top_token = [[int(i) % vocab for i in row[2 * beams:4 * beams]] for row in packed]
+        bad_prompts = [b for b, row in enumerate(packed) if not done[b] and any(row[4 * beams:])]
+        if bad_prompts:
+            raise ValueError(f"the model's logits for prompt(s) {bad_prompts[:5]} hold NaN/+inf or no finite value "
+                             f"(at new token {step}), so beam search cannot rank continuations; check the weights "
+                             f"(a diverged fine-tune) or the dtype (float16 overflow)")
         next_scores = [[0.0] * beams for _ in range(batch)]
         next_beam = [list(range(beams)) for _ in range(batch)]
         next_token = [[filler] * beams for _ in range(batch)]
@@ -233,13 +270,10 @@ def beam_search(model, prompts: Sequence[Sequence[int]], num_beams: int, max_new
     a prompt stops when ``num_beams`` sequences have finished and no live beam can still beat the worst of them
     (Hugging Face's ``early_stopping=False`` rule). With ``num_beams=1`` this is greedy decoding.
     """
-    rows = _prompt_ids(prompts, None)
+    rows = _prompt_ids(prompts, None, model.config.vocab_size)
     eos_id = _check_settings(model, rows, max_new_tokens, eos_id)
-    if isinstance(num_beams, bool) or not isinstance(num_beams, int) or num_beams < 1:
-        raise ValueError(f"num_beams must be an integer >= 1, got {num_beams!r}")
-    if not isinstance(length_penalty, (int, float)) or not math.isfinite(length_penalty):
-        raise ValueError(f"length_penalty must be a finite number (1 = average log-prob per token), "
-                         f"got {length_penalty!r}")
+    num_beams = check_int("num_beams", num_beams, minimum=1)
+    length_penalty = check_real("length_penalty", length_penalty, hint="1 = average log-prob per token")
     tokens, logprobs, finished, scores = _beam_loop(model, rows, max_new_tokens, num_beams, length_penalty, eos_id)
     return GenerationResult(tokens, logprobs, finished, scores=scores)
 
@@ -255,13 +289,14 @@ def generate(model, prompts: Sequence, max_new_tokens: int = 64, sampling: Sampl
     text. ``eos_id``: None = the model's end-of-sequence id, ``NO_EOS`` = never stop early. ``stream``: called after
     every step with one new id per row (None for rows that already finished).
     """
-    rows = _prompt_ids(prompts, tokenizer)
+    rows = _prompt_ids(prompts, tokenizer, model.config.vocab_size)
     if sampling is not None and not isinstance(sampling, SamplingConfig):
-        raise ValueError(f"sampling must be None (greedy) or a SamplingConfig, got {type(sampling).__name__}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ValueError(f"seed must be None or an integer >= 0, got {seed!r}")
-    if isinstance(num_beams, bool) or not isinstance(num_beams, int) or num_beams < 1:
-        raise ValueError(f"num_beams must be an integer >= 1, got {num_beams!r}")
+        raise TypeError(f"sampling must be None (greedy) or a SamplingConfig, got {type(sampling).__name__}")
+    if seed is not None:
+        seed = check_int("seed", seed, minimum=0, hint="or None")
+    num_beams = check_int("num_beams", num_beams, minimum=1)
+    if stream is not None and not callable(stream):
+        raise TypeError(f"stream must be None or a function of one list of ids, got {type(stream).__name__}")
     if num_beams > 1:
         if sampling is not None or stream is not None:
             raise ValueError("beam search (num_beams > 1) supports neither sampling nor stream; use num_beams=1")
@@ -285,8 +320,7 @@ def text_streamer(tokenizer, row: int = 0, write: Callable[[str], object] | None
 
     Byte-level tokens can split a character; text is held back until it decodes cleanly.
     """
-    if isinstance(row, bool) or not isinstance(row, int) or row < 0:
-        raise ValueError(f"row must be an integer >= 0, got {row!r}")
+    row = check_int("row", row, minimum=0)
     seen: list[int] = []
     shown = [0]
 
@@ -310,8 +344,10 @@ def text_streamer(tokenizer, row: int = 0, write: Callable[[str], object] | None
 
 def chat(model, tokenizer, user_message: str, system: str | None = None, **kwargs) -> str:
     """Answer one user message through the model's chat template; ``kwargs`` go to ``generate``."""
-    if not isinstance(user_message, str) or not user_message:
-        raise ValueError("user_message must be a non-empty string")
+    if not isinstance(user_message, str):
+        raise TypeError(f"user_message must be a string, got {type(user_message).__name__}")
+    if not user_message:
+        raise ValueError("user_message must be a non-empty string, got ''")
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user_message}]
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
     kwargs.setdefault("eos_id", tokenizer.eos_id)

@@ -11,28 +11,29 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
+
+from .validation import check_int, check_real
 
 ATTENTION_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP_TARGETS = ("gate_proj", "up_proj", "down_proj")
 ALL_LINEAR_TARGETS = ATTENTION_TARGETS + MLP_TARGETS
 ADAPTER_WEIGHTS = "adapter.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_CONFIG = "adapter_config.json"  # written by earlier versions next to the weights; read for compatibility
 ADAPTER_FORMAT = "course-lora-v1"
+CONFIG_KEY = "course_lora_config"  # the adapter's config (JSON) inside the safetensors header
 
 
 def _check_hyperparameters(r: int, alpha: float, dropout: float) -> None:
-    if not isinstance(r, int) or isinstance(r, bool) or r < 1:
-        raise ValueError(f"LoRA rank r must be a positive integer, got {r!r}")
-    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not alpha > 0 or not math.isfinite(alpha):
-        raise ValueError(f"LoRA alpha must be a positive finite number, got {alpha!r}")
-    if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"LoRA dropout must lie in [0, 1), got {dropout!r}")
+    check_int("LoRA rank r", r, minimum=1)
+    check_real("LoRA alpha", alpha, low=0, low_open=True)
+    check_real("LoRA dropout", dropout, low=0, high=1, high_open=True)
 
 
 def _adapter_dtype(weight: torch.Tensor) -> torch.dtype:
@@ -90,7 +91,7 @@ class LoRALinear(LoRAModule):
                  generator: torch.Generator | None = None):
         super().__init__()
         if not isinstance(base, nn.Linear):
-            raise ValueError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}")
+            raise TypeError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}")
         self._setup(base, r, alpha, dropout)
         d, k = base.out_features, base.in_features
         dtype, device = _adapter_dtype(base.weight), base.weight.device
@@ -123,7 +124,7 @@ class LoRAConv2d(LoRAModule):
                  generator: torch.Generator | None = None):
         super().__init__()
         if not isinstance(base, nn.Conv2d):
-            raise ValueError(f"LoRAConv2d wraps an nn.Conv2d, got {type(base).__name__}")
+            raise TypeError(f"LoRAConv2d wraps an nn.Conv2d, got {type(base).__name__}")
         if base.groups != 1:
             raise ValueError(f"LoRAConv2d supports groups=1 only, got groups={base.groups}")
         self._setup(base, r, alpha, dropout)
@@ -173,17 +174,24 @@ def add_lora(model: nn.Module, targets: tuple[str, ...] = ("q_proj", "v_proj"), 
     Linear layers get ``LoRALinear``, 2-D convolutions ``LoRAConv2d``. Returns the wrapped module names.
     ``seed`` makes the Gaussian initialisation of every A reproducible.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    present = lora_modules(model)
+    if present:  # checked first: the wrapped layers' own names no longer count as targets
+        raise ValueError(f"this model already has LoRA ({len(present)} layers, e.g. {next(iter(present))!r}); "
+                         f"load a fresh model to add another adapter, or train/merge the one it has")
     _check_hyperparameters(r, alpha, dropout)
+    check_int("seed", seed, minimum=0)
     if isinstance(targets, str):
         targets = (targets,)
     allowed = _target_names(model)
+    if not isinstance(targets, (tuple, list)) or not all(isinstance(t, str) for t in targets):
+        raise TypeError(f"targets must be a tuple of layer names, got {targets!r}; allowed: {sorted(allowed)}")
     if not targets:
         raise ValueError(f"give at least one LoRA target; allowed: {sorted(allowed)}")
     unknown = sorted(set(targets) - allowed)
     if unknown:
         raise ValueError(f"unknown LoRA target(s) {unknown}; allowed: {sorted(allowed)}")
-    if lora_modules(model):
-        raise ValueError("this model already has LoRA layers; load a fresh model to add a different adapter")
     model.requires_grad_(False)
     generator = torch.Generator().manual_seed(seed)
     wrapped = []
@@ -270,11 +278,17 @@ def adapter_config(model: nn.Module) -> AdapterConfig:
 
 
 def _atomic_write(path: Path, write) -> None:
-    """Call ``write(temporary_path)``, then rename the temporary file onto ``path``."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    """Call ``write(temporary_path)`` on a file in ``path``'s folder, flush it to disk, then rename it onto ``path``.
+
+    A rename within one folder is atomic: readers see the old file or the new one, never a half-written one, and a
+    kill at any moment leaves at most a ``*.tmp`` file that is removed on the next try.
+    """
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:
         write(temporary)
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
@@ -282,9 +296,11 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def save_adapter(model: nn.Module, directory: str | os.PathLike) -> Path:
-    """Save only the LoRA tensors (``adapter.safetensors``) and their config (``adapter_config.json``).
+    """Save the LoRA tensors AND their config as one file, ``adapter.safetensors`` (the config lives in its header).
 
-    The adapter must be unmerged: a merged weight no longer tells W0 and BA apart. Returns the directory.
+    One file replaced by an atomic rename: an interrupted save leaves the previous adapter intact, never new
+    weights with an old alpha. The adapter must be unmerged: a merged weight no longer tells W0 and BA apart.
+    Returns the directory.
     """
     modules = lora_modules(model)
     if not modules:
@@ -292,73 +308,165 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike) -> Path:
     if any(m.merged for m in modules.values()):
         raise ValueError("unmerge the LoRA layers (unmerge_lora) before saving the adapter")
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"{directory} is a file; give save_adapter a folder to write {ADAPTER_WEIGHTS} into")
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {}
     for name, module in modules.items():
         tensors[f"{name}.lora_A"] = module.lora_A.detach().cpu().contiguous()
         tensors[f"{name}.lora_B"] = module.lora_B.detach().cpu().contiguous()
     config = adapter_config(model)
-    _atomic_write(directory / ADAPTER_WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata={"format": config.format}))
-    _atomic_write(directory / ADAPTER_CONFIG,
-                  lambda tmp: Path(tmp).write_text(json.dumps(asdict(config), indent=2), encoding="utf-8"))
+    metadata = {"format": config.format, CONFIG_KEY: json.dumps(asdict(config))}
+    _atomic_write(directory / ADAPTER_WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    stale = directory / ADAPTER_CONFIG  # an earlier version's separate config would now contradict the file
+    if stale.is_file():
+        stale.unlink()
     return directory
 
 
-def read_adapter_config(directory: str | os.PathLike) -> AdapterConfig:
-    """The config stored next to an adapter's tensors."""
-    path = Path(directory) / ADAPTER_CONFIG
-    if not path.is_file():
-        raise ValueError(f"no adapter config at {path}; was the adapter written with save_adapter?")
-    config = AdapterConfig(**json.loads(path.read_text(encoding="utf-8")))
+class AdapterError(ValueError):
+    """An adapter file that cannot be used; the message names the file, what is wrong and what to do."""
+
+
+def _config_from_dict(raw, source: Path) -> AdapterConfig:
+    if not isinstance(raw, dict):
+        raise AdapterError(f"{source}: the adapter config must be a JSON object, got {type(raw).__name__}")
+    if "peft_type" in raw:
+        raise AdapterError(f"{source} is a Hugging Face PEFT adapter config ({raw['peft_type']}); course_utils "
+                           f"reads adapters written by course_utils.lora.save_adapter")
+    names = {f.name for f in fields(AdapterConfig)}
+    missing = sorted(names - set(raw) - {"format"})
+    unknown = sorted(set(raw) - names)
+    if missing or unknown:
+        raise AdapterError(f"{source}: the adapter config lacks {missing} / has unknown keys {unknown}; "
+                           f"save it again with save_adapter")
+    config = AdapterConfig(**raw)
     if config.format != ADAPTER_FORMAT:
-        raise ValueError(f"adapter format {config.format!r} is not supported; expected {ADAPTER_FORMAT!r}")
+        raise AdapterError(f"{source}: adapter format {config.format!r} is not supported; expected {ADAPTER_FORMAT!r}")
+    try:
+        _check_hyperparameters(config.r, config.alpha, config.dropout)
+    except (TypeError, ValueError) as error:
+        raise AdapterError(f"{source}: {error}") from None
+    shapes_ok = isinstance(config.base_shapes, dict) and all(
+        isinstance(k, str) and isinstance(v, list) and all(type(n) is int for n in v)
+        for k, v in config.base_shapes.items())
+    if not shapes_ok or not isinstance(config.targets, list) or not config.base_shapes:
+        raise AdapterError(f"{source}: base_shapes must map layer names to weight shapes and targets must be a list")
     return config
+
+
+def _read_adapter(directory: str | os.PathLike, with_tensors: bool):
+    """(config, tensors or None) from an adapter folder; every problem becomes one AdapterError line."""
+    directory = Path(directory)
+    path = directory / ADAPTER_WEIGHTS
+    if directory.is_file():
+        raise AdapterError(f"{directory} is a file; pass the folder that save_adapter wrote (it holds "
+                           f"{ADAPTER_WEIGHTS})")
+    if not path.is_file():
+        hint = " (a Hugging Face PEFT adapter?)" if (directory / "adapter_model.safetensors").is_file() else ""
+        raise AdapterError(f"no adapter file at {path}{hint}; write one with save_adapter(model, {str(directory)!r})")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()} if with_tensors else None
+    except (SafetensorError, OSError, RuntimeError) as error:
+        raise AdapterError(f"{path} is damaged or not a safetensors file ({str(error).splitlines()[0]}); "
+                           f"save the adapter again") from None
+    if CONFIG_KEY in metadata:
+        text, source = metadata[CONFIG_KEY], path
+    elif (directory / ADAPTER_CONFIG).is_file():  # an adapter saved by an earlier version: two files
+        source = directory / ADAPTER_CONFIG
+        try:
+            text = source.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise AdapterError(f"{source} cannot be read ({error}); save the adapter again") from None
+    else:
+        raise AdapterError(f"{path} carries no adapter config; was it written by course_utils.lora.save_adapter?")
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise AdapterError(f"{source}: the adapter config is not valid JSON ({error}); "
+                           f"save the adapter again") from None
+    return _config_from_dict(raw, source), tensors
+
+
+def read_adapter_config(directory: str | os.PathLike) -> AdapterConfig:
+    """The config saved with an adapter (from the header of its ``adapter.safetensors``)."""
+    return _read_adapter(directory, with_tensors=False)[0]
+
+
+def _lora_shapes(weight_shape: list[int], r: int) -> dict[str, tuple[int, ...]]:
+    """Shapes of lora_A and lora_B for a base weight: linear (d, k) or convolution (out, in, kh, kw)."""
+    if len(weight_shape) == 2:
+        d, k = weight_shape
+        return {"A": (r, k), "B": (d, r)}
+    out_ch, in_ch, kh, kw = weight_shape
+    return {"A": (r, in_ch, kh, kw), "B": (out_ch, r, 1, 1)}
+
+
+def _check_adapter_fits(model: nn.Module, config: AdapterConfig, tensors: dict, source: Path) -> None:
+    """Raise AdapterError unless ``tensors`` can be loaded into ``model`` exactly as they are. Changes nothing."""
+    name = _model_name(model)
+    if config.base_model != name:
+        raise AdapterError(f"this adapter was trained on base model {config.base_model!r}, not {name!r}")
+    for module_name, shape in config.base_shapes.items():
+        try:
+            module = model.get_submodule(module_name)
+        except AttributeError:
+            raise AdapterError(f"the adapter needs layer {module_name!r}, which this model does not have") from None
+        weight = module.base.weight if isinstance(module, LoRAModule) else getattr(module, "weight", None)
+        if weight is None or list(weight.shape) != shape:
+            got = None if weight is None else list(weight.shape)
+            raise AdapterError(f"layer {module_name!r} has weight shape {got}, the adapter expects {shape}")
+    present = lora_modules(model)
+    if present:
+        have = adapter_config(model)
+        if (have.r, have.alpha, have.targets, sorted(present)) != (config.r, config.alpha, sorted(config.targets),
+                                                                   sorted(config.base_shapes)):
+            raise AdapterError(f"the model's LoRA layers (r={have.r}, alpha={have.alpha}, targets={have.targets}) "
+                               f"differ from the adapter's (r={config.r}, alpha={config.alpha}, "
+                               f"targets={config.targets}); load it into a fresh model")
+        if any(m.merged for m in present.values()):
+            raise AdapterError("unmerge the LoRA layers (unmerge_lora) before loading an adapter into them")
+    else:
+        would_wrap = sorted(n for n, m in model.named_modules() if n.rsplit(".", 1)[-1] in config.targets
+                            and isinstance(m, (nn.Linear, nn.Conv2d)))
+        if would_wrap != sorted(config.base_shapes):
+            raise AdapterError(f"{source}: targets {config.targets} select {len(would_wrap)} layers of this model, "
+                               f"the adapter holds {len(config.base_shapes)}")
+    expected = {f"{n}.lora_{part}": shape for n, base in config.base_shapes.items()
+                for part, shape in _lora_shapes(base, config.r).items()}
+    if set(tensors) != set(expected):
+        missing, unexpected = sorted(set(expected) - set(tensors))[:3], sorted(set(tensors) - set(expected))[:3]
+        raise AdapterError(f"{source}: tensors do not match the config: missing {missing}, unexpected {unexpected}")
+    for key, shape in expected.items():
+        tensor = tensors[key]
+        if tuple(tensor.shape) != shape or not tensor.is_floating_point():
+            raise AdapterError(f"{source}: {key} has shape {tuple(tensor.shape)} ({tensor.dtype}), expected {shape}")
+        if not bool(torch.isfinite(tensor).all()):
+            raise AdapterError(f"{source}: {key} holds NaN or infinite values; the adapter was saved from a diverged "
+                               f"run")
 
 
 def load_adapter(model: nn.Module, directory: str | os.PathLike, seed: int = 0) -> list[str]:
     """Add the saved adapter to a fresh ``model`` (or into its matching LoRA layers) and load its tensors.
 
-    Refuses, with a ValueError saying what differs, an adapter made for another base model, other layer shapes,
-    or other LoRA hyper-parameters than the layers already present. Returns the adapted module names.
+    Everything is checked before the model is touched: a missing or damaged file, bad JSON, a PEFT adapter, an
+    adapter for another base model, other layer shapes or other LoRA hyper-parameters raise an ``AdapterError``
+    (a ValueError) in one line and leave the model exactly as it was. Returns the adapted module names.
     """
-    config = read_adapter_config(directory)
-    name = _model_name(model)
-    if config.base_model != name:
-        raise ValueError(f"this adapter was trained on base model {config.base_model!r}, not {name!r}")
-    for module_name, shape in config.base_shapes.items():
-        try:
-            module = model.get_submodule(module_name)
-        except AttributeError:
-            raise ValueError(f"the adapter needs layer {module_name!r}, which this model does not have") from None
-        weight = module.base.weight if isinstance(module, LoRAModule) else getattr(module, "weight", None)
-        if weight is None or list(weight.shape) != shape:
-            got = None if weight is None else list(weight.shape)
-            raise ValueError(f"layer {module_name!r} has weight shape {got}, the adapter expects {shape}")
-    if lora_modules(model):
-        present = adapter_config(model)
-        if (present.r, present.alpha, present.targets) != (config.r, config.alpha, config.targets):
-            raise ValueError(f"the model's LoRA layers (r={present.r}, alpha={present.alpha}, "
-                             f"targets={present.targets}) differ from the adapter's (r={config.r}, "
-                             f"alpha={config.alpha}, targets={config.targets})")
-    else:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    config, tensors = _read_adapter(directory, with_tensors=True)
+    _check_adapter_fits(model, config, tensors, Path(directory) / ADAPTER_WEIGHTS)
+    if not lora_modules(model):
         add_lora(model, tuple(config.targets), r=config.r, alpha=config.alpha, dropout=config.dropout, seed=seed)
     modules = lora_modules(model)
-    tensors = load_file(str(Path(directory) / ADAPTER_WEIGHTS))
-    expected = {f"{n}.lora_{part}" for n in modules for part in "AB"}
-    if set(tensors) != expected:
-        raise ValueError(f"adapter tensors do not match the LoRA layers: missing {sorted(expected - set(tensors))[:3]},"
-                         f" unexpected {sorted(set(tensors) - expected)[:3]}")
     with torch.no_grad():
         for module_name, module in modules.items():
-            if module.merged:
-                raise ValueError("unmerge the LoRA layers (unmerge_lora) before loading an adapter into them")
             for part in ("A", "B"):
                 target = getattr(module, f"lora_{part}")
-                source = tensors[f"{module_name}.lora_{part}"]
-                if source.shape != target.shape:
-                    raise ValueError(f"{module_name}.lora_{part} has shape {tuple(source.shape)} in the file, "
-                                     f"{tuple(target.shape)} in the model")
-                target.copy_(source.to(target.dtype))
+                target.copy_(tensors[f"{module_name}.lora_{part}"].to(target.dtype))
     return sorted(modules)
 
 

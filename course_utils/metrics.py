@@ -7,17 +7,20 @@ from collections.abc import Sequence
 
 import torch
 
+from .validation import check_int, check_token_ids
+
 
 def _check_generations(generations: Sequence[Sequence[int]]) -> None:
-    if isinstance(generations, (str, torch.Tensor)) or not isinstance(generations, Sequence) or not generations:
-        raise ValueError("generations must be a non-empty list of token-id lists")
+    if isinstance(generations, (str, torch.Tensor)) or not isinstance(generations, Sequence):
+        raise TypeError(f"generations must be a list of token-id lists, got {type(generations).__name__}")
+    if not generations:
+        raise ValueError("generations must hold at least one token-id list, got an empty list")
     if not all(isinstance(g, Sequence) and not isinstance(g, str) for g in generations):
-        raise ValueError("each generation must be a list of token ids")
+        raise TypeError("each generation must be a list of token ids")
 
 
 def _check_positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    check_int(name, value, minimum=1)
 
 
 def ends_in_loop(tokens: Sequence[int], max_period: int = 30, min_repeats: int = 2, min_span: int = 16) -> bool:
@@ -108,9 +111,10 @@ def perplexity_from_logprobs(logprobs: Sequence[Sequence[float]]) -> float:
 @torch.inference_mode()
 def token_logprobs(model, ids: Sequence[int], prefix_len: int = 1) -> list[float]:
     """log P(ids[t] | ids[:t]) for t = prefix_len .. len(ids) - 1, from one forward pass without a cache."""
-    ids = [int(i) for i in ids]
-    if isinstance(prefix_len, bool) or not isinstance(prefix_len, int) or not 1 <= prefix_len < len(ids):
-        raise ValueError(f"prefix_len must lie in [1, {len(ids) - 1}] (tokens to condition on), got {prefix_len!r}")
+    ids = check_token_ids("ids", ids)
+    ids = ids.reshape(-1).tolist() if isinstance(ids, torch.Tensor) else ids
+    check_int("prefix_len", prefix_len, minimum=1, maximum=len(ids) - 1, hint="tokens to condition on")
+    ids = check_token_ids("ids", ids, model.config.vocab_size)
     tensor = torch.tensor([ids], device=model.device)
     logp = torch.log_softmax(model(tensor)[0, :-1].float(), dim=-1)
     picked = logp.gather(1, tensor[0, 1:, None])[:, 0]
@@ -124,9 +128,13 @@ def perplexity(model, ids: Sequence[int], prefix_len: int = 1) -> float:
 
 def sequence_logprob(step_logits: torch.Tensor, token_ids: Sequence[int] | torch.Tensor) -> float:
     """Chain rule: sum over t of log softmax(step_logits[t])[token_ids[t]]; ``step_logits`` has shape [T, vocab]."""
-    if not isinstance(step_logits, torch.Tensor) or not step_logits.is_floating_point() or step_logits.dim() != 2:
-        raise ValueError("step_logits must be a floating-point tensor of shape [steps, vocab]")
-    ids = torch.as_tensor(token_ids, dtype=torch.long, device=step_logits.device)
+    if not isinstance(step_logits, torch.Tensor) or not step_logits.is_floating_point():
+        raise TypeError(f"step_logits must be a floating-point tensor of shape [steps, vocab], "
+                        f"got {type(step_logits).__name__}")
+    if step_logits.dim() != 2:
+        raise ValueError(f"step_logits must have shape [steps, vocab], got {tuple(step_logits.shape)}")
+    ids = check_token_ids("token_ids", token_ids, step_logits.shape[-1])  # 3.7 is refused, never truncated to 3
+    ids = torch.as_tensor(ids, dtype=torch.long, device=step_logits.device)
     if ids.shape != step_logits.shape[:1]:
         raise ValueError(f"token_ids must hold one id per step ({step_logits.shape[0]}), got shape {tuple(ids.shape)}")
     logp = torch.log_softmax(step_logits.float(), dim=-1)
@@ -135,19 +143,25 @@ def sequence_logprob(step_logits: torch.Tensor, token_ids: Sequence[int] | torch
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:
     """Entropy in nats of softmax(logits) over the last dimension; tokens at -inf contribute 0."""
-    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point() or logits.dim() == 0:
-        raise ValueError("logits must be a floating-point tensor of shape [..., vocab]")
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
+        raise TypeError(f"logits must be a floating-point tensor of shape [..., vocab], got {type(logits).__name__}")
+    if logits.dim() == 0:
+        raise ValueError("logits must have a vocabulary dimension, got a 0-d tensor")
     logp = torch.log_softmax(logits.float(), dim=-1)
     return -(logp.exp() * logp.nan_to_num(neginf=0.0)).sum(-1)
 
 
 def tail_mass(logits: torch.Tensor, ks: Sequence[int]) -> torch.Tensor:
     """Probability mass outside the ``k`` most likely tokens, for each k in ``ks``: shape ``[..., len(ks)]``."""
-    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point() or logits.dim() == 0:
-        raise ValueError("logits must be a floating-point tensor of shape [..., vocab]")
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
+        raise TypeError(f"logits must be a floating-point tensor of shape [..., vocab], got {type(logits).__name__}")
+    if logits.dim() == 0:
+        raise ValueError("logits must have a vocabulary dimension, got a 0-d tensor")
     vocab = logits.shape[-1]
-    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= vocab for k in ks):
+    if not ks:
         raise ValueError(f"ks must be a non-empty list of integers in [1, {vocab}], got {ks!r}")
+    for k in ks:
+        check_int("each of ks", k, minimum=1, maximum=vocab)
     sorted_probs = torch.sort(torch.softmax(logits.float(), dim=-1), dim=-1, descending=True).values
     head = torch.cumsum(sorted_probs, dim=-1)[..., [k - 1 for k in ks]]
     return (1 - head).clamp(min=0)

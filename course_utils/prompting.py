@@ -12,7 +12,6 @@ as Kojima et al. 2022 put it after "A:"). Strategies:
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -22,8 +21,10 @@ from pathlib import Path
 
 import torch
 
+from .datasets import read_jsonl_records
 from .generation import generate
 from .paths import data_dir
+from .validation import check_int, check_real
 
 STRATEGIES = ("zero-shot", "few-shot", "expert", "few-shot-cot", "zero-shot-cot")
 COT_STRATEGIES = ("few-shot-cot", "zero-shot-cot")
@@ -81,6 +82,7 @@ class Prompt:
 
 
 # ----------------------------------------------------------------------------------------------- loading tasks
+_TASK_FIX = "fix that line, or restore the course's copy with `git checkout data/prompting`"
 _HEADER_KEYS = {"task", "instruction", "answer_format", "expert", "answer_type"}
 
 
@@ -92,23 +94,17 @@ def load_task(path: str | os.PathLike) -> Task:
     ``question``, ``answer`` and, for examples, ``reasoning``. Errors name the file and the line.
     """
     path = Path(path)
-    lines = [(number, text) for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
-             if text.strip()]
-    if not lines:
+    records = read_jsonl_records(path, _TASK_FIX)
+    if not records:
         raise ValueError(f"{path}: the task file is empty; line 1 must be a header with keys {sorted(_HEADER_KEYS)}")
-    records = []
-    for number, text in lines:
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}, line {number}: not valid JSON ({error.msg})") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}, line {number}: expected a JSON object, got {type(record).__name__}")
-        records.append((number, record))
     header = _check_header(path, *records[0])
-    examples, items = [], []
+    examples, items, first_line = [], [], {}
     for number, record in records[1:]:
         item, split = _parse_item(path, number, record, header)
+        if item.question in first_line:  # a repeated question would count twice or leak an example into the test
+            raise ValueError(f"{path}, line {number}: the question {item.question!r} already appears on line "
+                             f"{first_line[item.question]}; remove one of them")
+        first_line[item.question] = number
         (examples if split == "example" else items).append(item)
     if not items:
         raise ValueError(f"{path}: no test items (lines with \"split\": \"test\")")
@@ -152,19 +148,26 @@ def _parse_item(path: Path, number: int, record: dict, header: dict) -> tuple[It
 def load_tasks(folder: str | os.PathLike | None = None) -> dict[str, Task]:
     """Every ``*.jsonl`` task in ``folder`` (default: the course's ``data/prompting``), by task name."""
     folder = data_dir() / "prompting" if folder is None else folder
+    if not Path(folder).is_dir():
+        raise ValueError(f"{folder} is not a folder; pass the folder that holds the *.jsonl task files")
     paths = sorted(Path(folder).glob("*.jsonl"))
     if not paths:
         raise ValueError(f"no *.jsonl task files in {folder}")
-    return {task.name: task for task in map(load_task, paths)}
+    tasks, source = {}, {}
+    for path in paths:
+        task = load_task(path)
+        if task.name in tasks:
+            raise ValueError(f"{path} and {source[task.name]} both define task {task.name!r}; "
+                             f"rename the task in one header or remove the copy")
+        tasks[task.name], source[task.name] = task, path
+    return tasks
 
 
 # --------------------------------------------------------------------------------------------- prompt builders
 def select_examples(pool: tuple[Item, ...] | list[Item], k: int, seed: int) -> list[Item]:
     """``k`` distinct examples from ``pool``, chosen AND ordered by ``seed`` (same seed, same list)."""
-    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= len(pool):
-        raise ValueError(f"k must be an integer in [0, {len(pool)}] (the pool size), got {k!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    check_int("k", k, minimum=0, maximum=len(pool), hint="the pool size")
+    check_int("seed", seed)
     return random.Random(seed).sample(list(pool), k)
 
 
@@ -194,8 +197,10 @@ def build_prompt(task: Task, strategy: str, question: str, k: int = 3, seed: int
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    if not isinstance(question, str) or not question.strip():
-        raise ValueError("question must be a non-empty string")
+    if not isinstance(question, str):
+        raise TypeError(f"question must be a string, got {type(question).__name__}")
+    if not question.strip():
+        raise ValueError(f"question must be a non-empty string, got {question!r}")
     cot = strategy in COT_STRATEGIES
     wording = instruction if instruction is not None else (task.instruction if cot else direct_instruction(task))
     messages: list[dict] = []
@@ -215,7 +220,7 @@ def build_prompt(task: Task, strategy: str, question: str, k: int = 3, seed: int
 def _answer_region(text: str) -> str:
     """The text after the last "answer is" when the reply has one, else the whole reply."""
     if not isinstance(text, str):
-        raise ValueError(f"text must be a string, got {type(text).__name__}")
+        raise TypeError(f"text must be a string, got {type(text).__name__}")
     markers = list(_MARKER_RE.finditer(text))
     return text[markers[-1].end():] if markers else text
 
@@ -326,12 +331,9 @@ def accuracy_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]
     With a few dozen items an accuracy is a rough estimate; this interval says how rough. Unlike p +- z * se, it stays
     inside [0, 1] and is not empty at 0 or n hits (Wilson, 1927).
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an integer >= 1, got {n!r}")
-    if isinstance(hits, bool) or not isinstance(hits, int) or not 0 <= hits <= n:
-        raise ValueError(f"hits must be an integer in [0, n={n}], got {hits!r}")
-    if z <= 0:
-        raise ValueError(f"z must be positive, got {z!r}")
+    check_int("n", n, minimum=1)
+    check_int("hits", hits, minimum=0, maximum=n)
+    z = check_real("z", z, low=0, low_open=True)
     p, z2 = hits / n, z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z / (1 + z2 / n) * (p * (1 - p) / n + z2 / (4 * n * n)) ** 0.5
@@ -381,8 +383,7 @@ def evaluate(model, tokenizer, task: Task, strategy: str, items: list[Item] | No
     items = list(task.items if items is None else items)
     if not items:
         raise ValueError("items must be a non-empty list (None = the task's test items)")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    check_int("batch_size", batch_size, minimum=1)
     prompts = [build_prompt(task, strategy, item.question, k, seed, instruction).token_ids(tokenizer)
                for item in items]
     outputs, lengths, finished, seconds = [], [], [], 0.0

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from .positional import apply_rope, rope_angles, rope_inverse_frequencies
+from .validation import check_int, check_real
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,15 @@ def pair_rotation_state(q_pair, k_pair, query_position: int, key_position: int, 
     if q_pair.shape != (2,) or k_pair.shape != (2,):
         raise ValueError(f"q_pair and k_pair must hold 2 numbers, got shapes {tuple(q_pair.shape)} and "
                          f"{tuple(k_pair.shape)}")
-    if not 0 <= pair_index < head_dim // 2:
-        raise ValueError(f"pair_index must lie in [0, {head_dim // 2 - 1}] for head_dim={head_dim}, got {pair_index}")
+    if not (torch.isfinite(q_pair).all() and torch.isfinite(k_pair).all()):
+        raise ValueError(f"q_pair and k_pair must hold finite numbers, got {q_pair.tolist()} and {k_pair.tolist()}")
+    head_dim = check_int("head_dim", head_dim, minimum=2)
+    if head_dim % 2:
+        raise ValueError(f"head_dim must be even (RoPE rotates pairs), got {head_dim}")
+    check_int("pair_index", pair_index, minimum=0, maximum=head_dim // 2 - 1, hint=f"head_dim={head_dim}")
+    check_int("query_position", query_position, minimum=0)
+    check_int("key_position", key_position, minimum=0)
+    check_real("base", base, low=0, low_open=True)
     theta = float(rope_inverse_frequencies(head_dim, base)[pair_index])
     positions = torch.tensor([query_position, key_position])
     cos, sin = rope_angles(positions, head_dim, base)  # validates positions (non-negative)
@@ -59,8 +67,8 @@ def rope_explorer(q_pair=(1.0, 0.2), k_pair=(0.7, -0.6), head_dim: int = 64, bas
 
     from .plots.positional import rope_pair_figure
 
-    if max_position <= 0:
-        raise ValueError(f"max_position must be positive, got {max_position}")
+    check_int("max_position", max_position, minimum=1)
+    check_int("head_dim", head_dim, minimum=2)
     query = widgets.IntSlider(value=5, min=0, max=max_position, description="m (query)")
     key = widgets.IntSlider(value=2, min=0, max=max_position, description="n (key)")
     pair = widgets.IntSlider(value=0, min=0, max=head_dim // 2 - 1, description="pair i")

@@ -14,36 +14,53 @@ result renormalises over the survivors. Semantics follow Hugging Face transforme
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
+from .validation import check_int, check_real, check_token_ids
+
 REMOVED = float("-inf")
+_GREEDY_HINT = "use SamplingConfig(temperature=0) for greedy"
 
 
 def _check_logits(logits: torch.Tensor) -> None:
     if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
-        raise ValueError("logits must be a floating-point torch.Tensor of shape [..., vocab]")
+        raise TypeError(f"logits must be a floating-point torch.Tensor of shape [..., vocab], "
+                        f"got {type(logits).__name__}" + (f" of dtype {logits.dtype}"
+                                                          if isinstance(logits, torch.Tensor) else ""))
     if logits.dim() == 0 or logits.shape[-1] == 0:
         raise ValueError(f"logits need a non-empty last (vocabulary) dimension, got shape {tuple(logits.shape)}")
+
+
+def nonfinite_rows(logits: torch.Tensor) -> torch.Tensor:
+    """Bool tensor ``logits.shape[:-1]``: rows that hold a NaN or +inf, or no finite logit at all (all -inf).
+
+    No token can be chosen from such a row. The result stays on the logits' device (no host synchronisation).
+    """
+    return ~torch.isfinite(logits.amax(dim=-1))  # amax propagates NaN; +inf and all -inf are not finite either
+
+
+def _refuse_nonfinite(logits: torch.Tensor) -> None:
+    bad = nonfinite_rows(logits)
+    if bool(bad.any()):
+        rows = bad.reshape(-1).nonzero()[:5, 0].tolist()
+        raise ValueError(f"logits row(s) {rows} hold NaN/+inf or only -inf: no token can be chosen; check the model "
+                         f"(e.g. a diverged training run or an overflow in half precision)")
 
 
 def temperature(logits: torch.Tensor, t: float) -> torch.Tensor:
     """Divide the logits by ``t`` > 0: t < 1 sharpens the softmax, t > 1 flattens it, t = 1 changes nothing."""
     _check_logits(logits)
-    if not isinstance(t, (int, float)) or not t > 0 or math.isinf(t):
-        raise ValueError(f"temperature must be a finite number > 0 (use SamplingConfig(temperature=0) for greedy), "
-                         f"got {t!r}")
+    t = check_real("temperature", t, low=0, low_open=True, hint=_GREEDY_HINT)
     return logits / t
 
 
 def top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
     """Keep the ``k`` highest logits (and every token tied with the k-th); ``k = 0`` or ``k >= V`` keeps all."""
     _check_logits(logits)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise ValueError(f"top_k must be an integer >= 0 (0 = off), got {k!r}")
+    k = check_int("top_k", k, minimum=0, hint="0 = off")
     if k == 0 or k >= logits.shape[-1]:
         return logits
     kth_best = torch.topk(logits, k, dim=-1).values[..., -1:]
@@ -57,8 +74,7 @@ def top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
     ``p`` is kept and the most likely token always survives. ``p = 1`` keeps everything.
     """
     _check_logits(logits)
-    if not isinstance(p, (int, float)) or not 0 < p <= 1:
-        raise ValueError(f"top_p must lie in (0, 1], got {p!r}")
+    p = check_real("top_p", p, low=0, high=1, low_open=True, hint="1 = off")
     if p == 1:
         return logits
     sorted_probs, order = torch.sort(torch.softmax(logits, dim=-1), dim=-1, descending=True)
@@ -75,8 +91,7 @@ def min_p(logits: torch.Tensor, p: float) -> torch.Tensor:
     ``p = 0`` keeps everything; the most likely token always survives.
     """
     _check_logits(logits)
-    if not isinstance(p, (int, float)) or not 0 <= p <= 1:
-        raise ValueError(f"min_p must lie in [0, 1], got {p!r}")
+    p = check_real("min_p", p, low=0, high=1, hint="0 = off")
     if p == 0:
         return logits
     probs = torch.softmax(logits, dim=-1)
@@ -92,13 +107,24 @@ def repetition_penalty(logits: torch.Tensor, previous_ids: torch.Tensor | Sequen
     ``previous_ids``: integer ids with shape ``logits.shape[:-1] + (L,)`` (or a flat list for 1-D logits).
     """
     _check_logits(logits)
-    if not isinstance(penalty, (int, float)) or not penalty > 0 or math.isinf(penalty):
-        raise ValueError(f"repetition_penalty must be a finite number > 0 (1 = off), got {penalty!r}")
-    ids = torch.as_tensor(previous_ids, dtype=torch.long, device=logits.device)
+    penalty = check_real("repetition_penalty", penalty, low=0, low_open=True, hint="1 = off")
+    return _penalise(logits, _previous_tensor(logits, previous_ids), penalty)
+
+
+def _previous_tensor(logits: torch.Tensor, previous_ids) -> torch.Tensor:
+    """``previous_ids`` checked (integer ids in the vocabulary, shape ``logits.shape[:-1] + (L,)``) as a tensor.
+
+    Entry-point check: a tensor's range is read once here; the decoding loop builds its ids itself and skips this.
+    """
+    ids = check_token_ids("previous_ids", previous_ids, logits.shape[-1])
+    ids = torch.as_tensor(ids, dtype=torch.long, device=logits.device)
     if ids.dim() != logits.dim() or ids.shape[:-1] != logits.shape[:-1]:
         raise ValueError(f"previous_ids must have shape {tuple(logits.shape[:-1])} + (L,), got {tuple(ids.shape)}")
-    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= logits.shape[-1]):
-        raise ValueError(f"previous_ids must lie in [0, {logits.shape[-1] - 1}]")
+    return ids
+
+
+def _penalise(logits: torch.Tensor, ids: torch.Tensor, penalty: float) -> torch.Tensor:
+    """The repetition penalty itself, on already-checked ids (no host synchronisation)."""
     if penalty == 1 or ids.shape[-1] == 0:
         return logits
     seen = logits.gather(-1, ids)
@@ -121,22 +147,57 @@ class SamplingConfig:
     repetition_penalty: float = 1.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.temperature, (int, float)) or not self.temperature >= 0 or math.isinf(self.temperature):
-            raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {self.temperature!r}")
-        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
-            raise ValueError(f"top_k must be an integer >= 0 (0 = off), got {self.top_k!r}")
-        if not isinstance(self.top_p, (int, float)) or not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must lie in (0, 1] (1 = off), got {self.top_p!r}")
-        if not isinstance(self.min_p, (int, float)) or not 0 <= self.min_p <= 1:
-            raise ValueError(f"min_p must lie in [0, 1] (0 = off), got {self.min_p!r}")
-        penalty = self.repetition_penalty
-        if not isinstance(penalty, (int, float)) or not penalty > 0 or math.isinf(penalty):
-            raise ValueError(f"repetition_penalty must be a finite number > 0 (1 = off), got {penalty!r}")
+        # Stored as plain Python numbers, so np.float32(0.7) or torch.tensor(0.7) behave exactly like 0.7.
+        set_field = object.__setattr__  # the dataclass is frozen
+        set_field(self, "temperature", check_real("temperature", self.temperature, low=0, hint="0 = greedy"))
+        set_field(self, "top_k", check_int("top_k", self.top_k, minimum=0, hint="0 = off"))
+        set_field(self, "top_p", check_real("top_p", self.top_p, low=0, high=1, low_open=True, hint="1 = off"))
+        set_field(self, "min_p", check_real("min_p", self.min_p, low=0, high=1, hint="0 = off"))
+        set_field(self, "repetition_penalty", check_real("repetition_penalty", self.repetition_penalty, low=0,
+                                                         low_open=True, hint="1 = off"))
 
     @property
     def is_greedy(self) -> bool:
         """True when decoding takes the argmax (temperature 0)."""
         return self.temperature == 0
+
+
+def _check_config(config) -> None:
+    if not isinstance(config, SamplingConfig):
+        raise TypeError(f"config must be a SamplingConfig, got {type(config).__name__}")
+
+
+def _checked_previous(logits: torch.Tensor, config: SamplingConfig, previous_ids) -> torch.Tensor | None:
+    if config.repetition_penalty == 1:
+        return None
+    if previous_ids is None:
+        raise ValueError("repetition_penalty != 1 needs previous_ids (the ids generated so far)")
+    return _previous_tensor(logits, previous_ids)
+
+
+def _warp(logits: torch.Tensor, config: SamplingConfig, previous: torch.Tensor | None) -> torch.Tensor:
+    """``warp_logits`` without argument checks: ``previous`` is a checked id tensor or None."""
+    if previous is not None:
+        logits = _penalise(logits, previous, config.repetition_penalty)
+    if config.is_greedy:
+        return logits.masked_fill(logits < logits.amax(dim=-1, keepdim=True), REMOVED)
+    if config.temperature != 1:
+        logits = logits / config.temperature
+    logits = top_k(logits, config.top_k) if config.top_k else logits
+    logits = top_p(logits, config.top_p) if config.top_p != 1 else logits
+    return min_p(logits, config.min_p) if config.min_p else logits
+
+
+def _choose(logits: torch.Tensor, config: SamplingConfig, generator: torch.Generator | None,
+            previous: torch.Tensor | None) -> torch.Tensor:
+    """``sample_next`` without argument checks or host reads: what the decoding loop calls every step."""
+    if config.is_greedy:
+        if previous is not None:
+            logits = _penalise(logits, previous, config.repetition_penalty)
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(_warp(logits, config, previous), dim=-1)
+    flat = probs.reshape(-1, probs.shape[-1])
+    return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
 
 
 def warp_logits(logits: torch.Tensor, config: SamplingConfig,
@@ -146,37 +207,21 @@ def warp_logits(logits: torch.Tensor, config: SamplingConfig,
     With ``temperature=0`` (greedy) only the highest logit(s) survive: the limit of T -> 0.
     ``previous_ids`` is needed only when ``config.repetition_penalty != 1``.
     """
-    if not isinstance(config, SamplingConfig):
-        raise ValueError(f"config must be a SamplingConfig, got {type(config).__name__}")
+    _check_config(config)
     _check_logits(logits)
-    if config.repetition_penalty != 1:
-        if previous_ids is None:
-            raise ValueError("repetition_penalty != 1 needs previous_ids (the ids generated so far)")
-        logits = repetition_penalty(logits, previous_ids, config.repetition_penalty)
-    if config.is_greedy:
-        return logits.masked_fill(logits < logits.amax(dim=-1, keepdim=True), REMOVED)
-    if config.temperature != 1:
-        logits = temperature(logits, config.temperature)
-    logits = top_k(logits, config.top_k)
-    logits = top_p(logits, config.top_p)
-    return min_p(logits, config.min_p)
+    return _warp(logits, config, _checked_previous(logits, config, previous_ids))
 
 
 def sample_next(logits: torch.Tensor, config: SamplingConfig, generator: torch.Generator | None = None,
                 previous_ids: torch.Tensor | Sequence[int] | None = None) -> torch.Tensor:
     """Next token ids, shape ``logits.shape[:-1]``: the argmax when greedy, else a draw from the warped softmax.
 
-    ``generator`` (on the logits' device) makes draws reproducible; greedy ignores it.
+    ``generator`` (on the logits' device) makes draws reproducible; greedy ignores it. Rows with NaN/+inf or
+    without any finite logit are refused with a ValueError (one host read; ``generate`` checks inside its loop's
+    existing end-of-sequence read instead).
     """
-    if not isinstance(config, SamplingConfig):
-        raise ValueError(f"config must be a SamplingConfig, got {type(config).__name__}")
+    _check_config(config)
     _check_logits(logits)
-    if config.is_greedy:
-        if config.repetition_penalty != 1:
-            if previous_ids is None:
-                raise ValueError("repetition_penalty != 1 needs previous_ids (the ids generated so far)")
-            logits = repetition_penalty(logits, previous_ids, config.repetition_penalty)
-        return logits.argmax(dim=-1)
-    probs = torch.softmax(warp_logits(logits, config, previous_ids), dim=-1)
-    flat = probs.reshape(-1, probs.shape[-1])
-    return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
+    previous = _checked_previous(logits, config, previous_ids)
+    _refuse_nonfinite(logits)
+    return _choose(logits, config, generator, previous)

@@ -6,6 +6,7 @@ answer tokens (including the end-of-turn token, so the model learns to stop) and
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,15 +18,22 @@ from tqdm.auto import tqdm
 
 from .device import seed_everything
 from .generation import generate
+from .validation import check_choice, check_int, check_real
 
 IGNORE_INDEX = -100
 SCHEDULES = ("constant", "linear")
 
 
+class NonFiniteLossError(FloatingPointError):
+    """Training met a NaN/infinite loss or gradient; raised before the update, so the parameters stay finite."""
+
+
 def chat_messages(prompt: str, system: str | None = None) -> list[dict]:
     """The user turn ``prompt``, preceded by a ``system`` turn when one is given (else the template's default)."""
-    if not isinstance(prompt, str) or not prompt:
-        raise ValueError("prompt must be a non-empty string")
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
+    if not prompt:
+        raise ValueError("prompt must be a non-empty string, got ''")
     return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
 
 
@@ -38,15 +46,23 @@ def encode_example(tokenizer, prompt: str, answer: str, system: str | None = Non
     """Token ids of the chat (user ``prompt``, assistant ``answer``) and labels that keep only the answer tokens.
 
     The answer span is the assistant's text plus its end-of-turn token; the template's trailing newline is dropped.
+    An answer whose text contains the end-of-turn token (``<|im_end|>``) is refused: its labels would stop there.
     """
-    if not isinstance(answer, str) or not answer:
-        raise ValueError("answer must be a non-empty string")
+    if not isinstance(answer, str):
+        raise TypeError(f"answer must be a string, got {type(answer).__name__}")
+    if not answer:
+        raise ValueError("answer must be a non-empty string, got ''")
     messages = chat_messages(prompt, system)
     prefix = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
     full = tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": answer}],
                                          add_generation_prompt=False)
     if full[:len(prefix)] != prefix:
         raise ValueError("the chat template does not extend the prompt by the answer; cannot locate answer tokens")
+    if full[len(prefix):].count(tokenizer.eos_id) != 1:  # the template closes the answer with exactly one
+        eos_text = tokenizer.decode([tokenizer.eos_id])
+        raise ValueError(f"the answer contains the end-of-turn token {eos_text!r}, which would end the assistant's "
+                         f"turn there and cut its labels; remove it from the answer text (which starts "
+                         f"{answer[:40]!r})")
     end = full.index(tokenizer.eos_id, len(prefix)) + 1  # keep the answer's end-of-turn token
     ids = full[:end]
     labels = [IGNORE_INDEX] * len(prefix) + ids[len(prefix):]
@@ -107,17 +123,14 @@ class TrainConfig:
     schedule: str = "constant"
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"TrainConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
-        if not self.lr > 0:
-            raise ValueError(f"TrainConfig.lr must be positive, got {self.lr!r}")
-        if self.weight_decay < 0 or not self.max_grad_norm > 0:
-            raise ValueError("TrainConfig.weight_decay must be >= 0 and max_grad_norm > 0")
-        if not isinstance(self.eval_every, int) or self.eval_every < 0:
-            raise ValueError(f"TrainConfig.eval_every must be an integer >= 0 (0 = never), got {self.eval_every!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"TrainConfig.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        self.steps = check_int("TrainConfig.steps", self.steps, minimum=1)
+        self.batch_size = check_int("TrainConfig.batch_size", self.batch_size, minimum=1)
+        self.lr = check_real("TrainConfig.lr", self.lr, low=0, low_open=True)
+        self.weight_decay = check_real("TrainConfig.weight_decay", self.weight_decay, low=0)
+        self.max_grad_norm = check_real("TrainConfig.max_grad_norm", self.max_grad_norm, low=0, low_open=True)
+        self.eval_every = check_int("TrainConfig.eval_every", self.eval_every, minimum=0, hint="0 = never")
+        self.seed = check_int("TrainConfig.seed", self.seed, minimum=0)
+        check_choice("TrainConfig.schedule", self.schedule, SCHEDULES)
 
     def lr_factor(self, step: int) -> float:
         """Multiplier of ``lr`` for the 0-based ``step``."""
@@ -147,17 +160,27 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, ids: torch.Tensor, labels: torch.Tensor,
                max_grad_norm: float) -> float:
-    """One optimisation step on one batch: forward, masked loss, backward, clip, update. Returns the loss."""
+    """One optimisation step on one batch: forward, masked loss, backward, clip, update. Returns the loss.
+
+    The loss and the gradient norm are read together (one host read, as the loss alone was before); if either is
+    NaN or infinite the update is skipped and ``NonFiniteLossError`` is raised, so the parameters stay finite.
+    """
     device = model.device if hasattr(model, "device") else next(model.parameters()).device
     ids, labels = ids.to(device), labels.to(device)
     with autocast_for(device):
         logits = model(ids)
     loss = masked_lm_loss(logits, labels)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], max_grad_norm)
+    norm = torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]],
+                                          max_grad_norm)
+    loss_value, norm_value = torch.stack([loss.detach().float(), norm.detach().float().to(loss.device)]).tolist()
+    if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
+        optimizer.zero_grad(set_to_none=True)
+        raise NonFiniteLossError(f"the loss is {loss_value} and the gradient norm {norm_value}: training diverged "
+                                 f"(or the input overflowed); the update was skipped. Lower the learning rate")
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return float(loss.detach())
+    return loss_value
 
 
 def train(model: nn.Module, examples: Sequence[tuple[list[int], list[int]]], config: TrainConfig, pad_id: int,
@@ -181,7 +204,13 @@ def train(model: nn.Module, examples: Sequence[tuple[list[int], list[int]]], con
             order = torch.randperm(len(examples), generator=generator).tolist()
         batch, order = [examples[i] for i in order[:config.batch_size]], order[config.batch_size:]
         model.train()
-        loss = train_step(model, optimizer, *collate(batch, pad_id), config.max_grad_norm)
+        try:
+            loss = train_step(model, optimizer, *collate(batch, pad_id), config.max_grad_norm)
+        except NonFiniteLossError as error:
+            model.eval()
+            raise NonFiniteLossError(f"training stopped at step {step} of {config.steps}: {error} "
+                                     f"(lr={config.lr:g}; try 10x lower). The model keeps the parameters of step "
+                                     f"{step - 1}") from None
         scheduler.step()
         history.losses.append(loss)
         bar.set_postfix(loss=f"{loss:.3f}")
@@ -197,8 +226,8 @@ def train(model: nn.Module, examples: Sequence[tuple[list[int], list[int]]], con
 def greedy_answers(model: nn.Module, tokenizer, prompts: Sequence[str], system: str | None = None,
                    max_new_tokens: int = 16, batch_size: int = 64) -> list[str]:
     """The model's greedy chat answer to each prompt (KV-cached, batched with left padding), stripped."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_int("batch_size", batch_size, minimum=1)
+    check_int("max_new_tokens", max_new_tokens, minimum=1)
     answers = []
     for start in range(0, len(prompts), batch_size):
         rows = [prompt_ids(tokenizer, p, system) for p in prompts[start:start + batch_size]]

@@ -1,6 +1,7 @@
 """ipywidgets shells over `course_utils.explorer`: they hold controls and outputs, the logic lives in explorer/plots."""
 from __future__ import annotations
 
+import html
 import time
 
 import ipywidgets as widgets
@@ -8,6 +9,7 @@ import ipywidgets as widgets
 from course_utils.explorer import SamplingExplorer, compare_presets, describe_config, log_html, plural
 from course_utils.plots.sampling import BEFORE_COLOUR, KEPT_COLOUR, REMOVED_COLOUR, CandidateChart
 from course_utils.sampling import SamplingConfig
+from course_utils.validation import check_int
 
 CLASSROOM_SCALE = 1.6
 CHART_DPI = 80
@@ -40,8 +42,9 @@ class ExplorerWidget:
     """
 
     def __init__(self, explorer: SamplingExplorer, generate_n: int = 20, classroom: bool = False):
-        if generate_n < 1:
-            raise ValueError(f"generate_n must be >= 1, got {generate_n}")
+        generate_n = check_int("generate_n", generate_n, minimum=1)
+        if not isinstance(explorer, SamplingExplorer):
+            raise TypeError(f"explorer must be a SamplingExplorer, got {type(explorer).__name__}")
         self.explorer = explorer
         self.generate_n = generate_n
         self.last_redraw_ms = 0.0
@@ -115,8 +118,22 @@ class ExplorerWidget:
                               min_p=self.min_p.value, repetition_penalty=self.repetition_penalty.value)
 
     def _on_settings(self, change) -> None:
-        self.explorer.config = self.settings()
+        try:
+            config = self.settings()
+        except (TypeError, ValueError) as error:  # e.g. a NaN typed into a slider: keep the last good settings
+            self._show_settings(self.explorer.config)
+            self.timing.value = f"<small><b>setting refused:</b> {html.escape(str(error))}</small>"
+            return
+        self.explorer.config = config
         self.refresh()
+
+    def _show_settings(self, config: SamplingConfig) -> None:
+        """Put ``config``'s values back on the sliders without triggering a redraw per slider."""
+        values = (config.temperature, config.top_k, config.top_p, config.min_p, config.repetition_penalty)
+        for slider, value in zip(self.sliders, values):
+            slider.unobserve(self._on_settings, names="value")
+            slider.value = value
+            slider.observe(self._on_settings, names="value")
 
     def _on_prompt(self, change) -> None:
         if change["new"].strip():
@@ -174,8 +191,12 @@ class PresetComparisonWidget:
     def __init__(self, model, tokenizer, prompt: str, presets: dict[str, SamplingConfig] | None = None,
                  seed: int = 0, n_tokens: int = 20):
         presets = DEFAULT_PRESETS if presets is None else presets
+        if not isinstance(presets, dict):
+            raise TypeError(f"presets must be a dict of name -> SamplingConfig, got {type(presets).__name__}")
         if not 1 <= len(presets) <= 4:
             raise ValueError(f"give 1 to 4 presets, got {len(presets)}")
+        check_int("seed", seed, minimum=0)
+        check_int("n_tokens", n_tokens, minimum=1, maximum=200)
         self.model = model
         self.tokenizer = tokenizer
         self.presets = presets

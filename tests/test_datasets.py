@@ -49,13 +49,13 @@ def test_splits_are_seeded_disjoint_and_varied():
 
 
 def test_invalid_arguments():
-    with pytest.raises(ValueError, match="unknown date style"):
+    with pytest.raises(ValueError, match="style must be one of 'ordinal', .*got 'roman'"):
         render_date(date(2020, 1, 1), "roman")
-    with pytest.raises(ValueError, match="n_train must be a non-negative integer"):
+    with pytest.raises(ValueError, match="n_train must be an integer >= 0, got -1"):
         make_date_splits(-1, 5)
     with pytest.raises(ValueError, match="at most 36525"):
         make_date_splits(40000, 5)
-    with pytest.raises(ValueError, match=r"day must lie in \[1, 31\]"):
+    with pytest.raises(ValueError, match=r"day must be an integer in \[1, 31\], got 0"):
         ordinal(0)
 
 

@@ -24,6 +24,12 @@ def test_unknown_device_names_raise(name):
         pick_device(name) if name else pick_device(" ")
 
 
+def test_torch_device_objects_are_accepted():
+    assert pick_device(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(TypeError, match=r"device must be a string or a torch.device .*got int"):
+        pick_device(0)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_without_gpu_raises():
     with pytest.raises(ValueError, match="no CUDA"):
@@ -38,5 +44,5 @@ def test_dtype_policy():
 def test_seed_everything_is_reproducible():
     first = torch.rand(3, generator=seed_everything(7))
     assert torch.equal(first, torch.rand(3, generator=seed_everything(7)))
-    with pytest.raises(ValueError, match="non-negative"):
+    with pytest.raises(ValueError, match="seed must be an integer >= 0, got -1"):
         seed_everything(-1)

@@ -1,4 +1,6 @@
 """generate(): cached == uncached, batches with padding and per-row EOS, beams, seeds, streaming, argument checks."""
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -126,9 +128,10 @@ def test_texts_and_stream_leave_out_the_end_of_sequence_token(tiny_model):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(prompts=["text"]), "tokenizer"), (dict(prompts=[]), "non-empty"), (dict(prompts=[[]]), "at least one"),
+    (dict(prompts=["text"]), "tokenizer"), (dict(prompts=[]), "at least one prompt"),
+    (dict(prompts=[[]]), "at least one"),
     (dict(max_new_tokens=0), ">= 1"), (dict(num_beams=0), ">= 1"), (dict(seed=-1), ">= 0"),
-    (dict(eos_id=500), r"\[0, 96\]"), (dict(sampling="greedy"), "SamplingConfig"),
+    (dict(eos_id=500), r"in \[-1, 96\].*never stop"),
     (dict(num_beams=2, sampling=SamplingConfig()), "num_beams=1"),
     (dict(num_beams=2, length_penalty=float("nan")), "finite"), (dict(max_new_tokens=200), "context length"),
 ])
@@ -136,3 +139,107 @@ def test_invalid_arguments_raise(tiny_model, kwargs, message):
     kwargs = {"prompts": PROMPTS, **kwargs}
     with pytest.raises(ValueError, match=message):
         generate(tiny_model, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(sampling="greedy"), "SamplingConfig"), (dict(max_new_tokens=2.5), r"integer >= 1.*got 2\.5"),
+    (dict(prompts=[[5, 504.9]]), r"prompts\[0\]\[1\] must be one of integer token ids in \[0, 96\].*504\.9"),
+    (dict(prompts="hello"), "list of strings or of token-id lists"), (dict(seed=1.0), "integer >= 0"),
+])
+def test_wrong_types_raise_type_error(tiny_model, kwargs, message):
+    kwargs = {"prompts": PROMPTS, **kwargs}
+    with pytest.raises(TypeError, match=message):
+        generate(tiny_model, **kwargs)
+
+
+class _Cache:
+    def reorder(self, index: torch.Tensor) -> None:
+        pass
+
+
+class StubModel:
+    """A model whose next-token logits always favour token 3; call number ``poison_call`` gets ``poison_row`` set
+    to ``poison_values`` (a scalar or a full row) in prompt row ``row``."""
+
+    def __init__(self, vocab: int = 10, poison_call: int = 0, row: int = 0, poison_values=None):
+        self.config = SimpleNamespace(vocab_size=vocab, eos_id=2, max_seq_len=64)
+        self.device = torch.device("cpu")
+        self.calls, self.poison_call, self.row, self.poison_values = 0, poison_call, row, poison_values
+
+    def new_cache(self, batch: int, total: int) -> _Cache:
+        return _Cache()
+
+    def __call__(self, ids, cache=None, attention_mask=None, last_only=False) -> torch.Tensor:
+        self.calls += 1
+        logits = torch.zeros(ids.shape[0], ids.shape[1], self.config.vocab_size, device=self.device)
+        logits[..., 3] = 5.0
+        if self.calls == self.poison_call:
+            logits[self.row, -1] = self.poison_values
+        return logits
+
+
+NAN, NEG_INF = float("nan"), float("-inf")
+
+
+@pytest.mark.parametrize("values", [NAN, NEG_INF, torch.tensor([NAN] + [0.0] * 9), float("inf")])
+@pytest.mark.parametrize("settings", [dict(), dict(sampling=SamplingConfig(top_p=0.9)), dict(eos_id=NO_EOS),
+                                      dict(stream=lambda ids: None), dict(num_beams=2),
+                                      dict(sampling=SamplingConfig(temperature=0, repetition_penalty=1.3))])
+def test_non_finite_logits_are_refused_not_decoded(values, settings):
+    row = 2 if "num_beams" in settings else 1  # beam search runs num_beams model rows per prompt: row 2 = prompt 1
+    model = StubModel(poison_call=3, row=row, poison_values=values)
+    with pytest.raises(ValueError, match=r"row\(s\) \[1\] hold NaN/\+inf or no finite value|prompt\(s\) \[1\]"):
+        generate(model, [[1, 4], [5, 6, 7]], max_new_tokens=6, seed=0, **settings)
+
+
+def test_finite_logits_decode_as_before_with_the_stub():
+    result = generate(StubModel(), [[1, 4], [5, 6, 7]], max_new_tokens=5)
+    assert result.tokens == [[3] * 5, [3] * 5] and result.finished == [False, False]
+
+
+def _count_host_reads(monkeypatch) -> list[int]:
+    """Patch every Tensor method that copies a value to the host; returns a one-element call counter."""
+    count = [0]
+    for method in ("tolist", "item", "__bool__", "__int__", "__float__", "__index__"):
+        original = getattr(torch.Tensor, method)
+
+        def counted(self, *args, _original=original, **kwargs):
+            count[0] += 1
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, method, counted)
+    return count
+
+
+@pytest.mark.parametrize("settings, per_step", [(dict(), 1), (dict(eos_id=NO_EOS), 0),
+                                                (dict(sampling=SamplingConfig(top_k=3, repetition_penalty=1.2)), 1),
+                                                (dict(stream=lambda ids: None), 1), (dict(num_beams=2), 1)])
+def test_host_reads_per_decoding_step_do_not_grow(monkeypatch, settings, per_step):
+    """The loop reads the device once per step (end-of-sequence flags, with the non-finite flags folded in)."""
+    count = _count_host_reads(monkeypatch)
+    reads = []
+    for steps in (4, 12):
+        count[0] = 0
+        generate(StubModel(), [[1, 4], [5, 6, 7]], max_new_tokens=steps, seed=0, **settings)
+        reads.append(count[0])
+    assert (reads[1] - reads[0]) == per_step * 8, reads
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="host synchronisations are a CUDA matter")
+@pytest.mark.parametrize("settings", [dict(), dict(sampling=SamplingConfig(top_p=0.9, repetition_penalty=1.2))])
+def test_cuda_synchronisations_per_step_stay_at_one(settings):
+    """On CUDA, torch's sync debug mode warns on every device-to-host wait: at most one per decoding step."""
+    import warnings
+
+    counts = []
+    for steps in (4, 12):
+        model = StubModel()
+        model.device = torch.device("cuda")  # the stub's logits are made on the GPU: no copies per step
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                generate(model, [[1, 4], [5, 6, 7]], max_new_tokens=steps, seed=0, **settings)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        counts.append(sum("synchroniz" in str(w.message) for w in caught))
+    assert counts[1] - counts[0] <= 8, counts

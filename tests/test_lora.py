@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from safetensors import safe_open
 from torch import nn
 
 from course_utils.lora import (
@@ -100,8 +101,9 @@ def test_save_load_round_trip(tiny_model, tiny_config, tmp_path):
     with torch.no_grad():
         expected = tiny_model(ids)
     save_adapter(tiny_model, tmp_path / "adapter")
-    assert sorted(p.name for p in (tmp_path / "adapter").iterdir()) == ["adapter.safetensors", "adapter_config.json"]
-    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert sorted(p.name for p in (tmp_path / "adapter").iterdir()) == ["adapter.safetensors"]  # one file, one rename
+    with safe_open(str(tmp_path / "adapter" / "adapter.safetensors"), framework="pt") as handle:
+        config = json.loads(handle.metadata()["course_lora_config"])
     assert config["base_model"] == "tiny-test" and config["r"] == 3 and config["targets"] == ["down_proj", "q_proj"]
     torch.manual_seed(0)
     from course_utils.model import LlamaModel
@@ -131,12 +133,11 @@ def test_mismatched_adapter_is_refused(tiny_model, tiny_config, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"r": 0}, "rank r must be a positive integer"),
-    ({"r": 2.5}, "rank r must be a positive integer"),
-    ({"alpha": 0}, "alpha must be a positive finite number"),
-    ({"alpha": float("inf")}, "alpha must be a positive finite number"),
-    ({"dropout": 1.0}, r"dropout must lie in \[0, 1\)"),
-    ({"dropout": -0.1}, r"dropout must lie in \[0, 1\)"),
+    ({"r": 0}, "rank r must be an integer >= 1, got 0"),
+    ({"alpha": 0}, "alpha must be a finite number > 0, got 0"),
+    ({"alpha": float("inf")}, "alpha must be a finite number > 0, got inf"),
+    ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\), got 1\.0"),
+    ({"dropout": -0.1}, r"dropout must be a number in \[0, 1\), got -0\.1"),
     ({"targets": ("q_proj", "qkv")}, r"unknown LoRA target\(s\) \['qkv'\]; allowed: \['down_proj'"),
     ({"targets": ("lm_head",)}, r"unknown LoRA target"),
     ({"targets": ()}, r"give at least one LoRA target; allowed: \['down_proj'"),
@@ -147,8 +148,28 @@ def test_invalid_arguments_raise(tiny_model, kwargs, message):
     assert not lora_modules(tiny_model)
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    ({"r": 2.5}, "rank r must be an integer >= 1, got 2.5"), ({"alpha": True}, "alpha must be a finite number > 0"),
+    ({"targets": ("q_proj", 3)}, "targets must be a tuple of layer names"),
+])
+def test_wrong_types_raise_type_error(tiny_model, kwargs, message):
+    with pytest.raises(TypeError, match=message):
+        add_lora(tiny_model, **kwargs)
+    assert not lora_modules(tiny_model)
+
+
+def test_add_lora_twice_says_already_has_lora(tiny_model):
+    add_lora(tiny_model, targets=("q_proj",), r=2, alpha=4)
+    before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    for targets in (("q_proj",), ("v_proj",)):
+        with pytest.raises(ValueError, match=r"already has LoRA \(2 layers, e\.g\. 'layers\.0\.self_attn\.q_proj'\)"):
+            add_lora(tiny_model, targets=targets)
+    after = tiny_model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
 def test_layer_type_checks():
-    with pytest.raises(ValueError, match="wraps an nn.Linear"):
+    with pytest.raises(TypeError, match="wraps an nn.Linear"):
         LoRALinear(nn.Conv2d(3, 4, 3), r=2, alpha=2)
     with pytest.raises(ValueError, match="groups=1 only"):
         LoRAConv2d(nn.Conv2d(4, 4, 3, groups=2), r=2, alpha=2)
@@ -186,3 +207,21 @@ def test_dropout_acts_on_the_adapter_branch_only():
     assert torch.equal(clean, layer(x))  # eval mode: deterministic
     expected = layer.base(x) + 2.0 * x @ layer.lora_A.T @ layer.lora_B.T
     torch.testing.assert_close(clean, expected)
+
+
+def test_adapter_of_an_earlier_version_two_files_still_loads(tiny_model, tiny_config, tmp_path):
+    from safetensors.torch import save_file
+
+    from course_utils.lora import adapter_config
+    from course_utils.model import LlamaModel
+    add_lora(tiny_model, targets=("v_proj",), r=2, alpha=4)
+    _randomise_b(tiny_model)
+    tensors = {f"{n}.lora_{p}": getattr(m, f"lora_{p}").detach() for n, m in lora_modules(tiny_model).items()
+               for p in "AB"}
+    (tmp_path / "old").mkdir()
+    save_file(tensors, str(tmp_path / "old" / "adapter.safetensors"), metadata={"format": "course-lora-v1"})
+    (tmp_path / "old" / "adapter_config.json").write_text(json.dumps(adapter_config(tiny_model).__dict__))
+    fresh = LlamaModel(tiny_config)
+    load_adapter(fresh, tmp_path / "old")
+    loaded = lora_modules(fresh)
+    assert all(torch.equal(loaded[n].lora_B, m.lora_B) for n, m in lora_modules(tiny_model).items())

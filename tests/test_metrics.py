@@ -78,11 +78,22 @@ def test_entropy_and_tail_mass():
 
 @pytest.mark.parametrize("call, message", [
     (lambda: ends_in_loop([1], max_period=0), ">= 1"), (lambda: distinct_n([[1, 2]], 0), ">= 1"),
-    (lambda: distinct_n([], 2), "non-empty"), (lambda: self_bleu([[1, 2]]), "at least 2"),
+    (lambda: distinct_n([], 2), "at least one token-id list"), (lambda: self_bleu([[1, 2]]), "at least 2"),
     (lambda: tail_mass(torch.zeros(5), [6]), r"\[1, 5\]"), (lambda: perplexity_from_logprobs([[]]), "at least one"),
     (lambda: sequence_logprob(torch.zeros(3, 5), [1, 2]), "one id per step"),
     (lambda: token_logprobs(None, [1, 2], 2), r"\[1, 1\]"),
 ])
 def test_invalid_arguments_raise(call, message):
     with pytest.raises(ValueError, match=message):
+        call()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: sequence_logprob(torch.zeros(2, 5), [1, 3.7]), r"token_ids\[1\] .*integer token ids in \[0, 4\].*3\.7"),
+    (lambda: sequence_logprob(torch.zeros(2, 5, dtype=torch.long), [1, 3]), "floating-point tensor"),
+    (lambda: entropy([0.1, 0.9]), "got list"), (lambda: distinct_n([[1, 2]], 1.5), r"n must be an integer >= 1"),
+    (lambda: distinct_n("abc", 1), "list of token-id lists, got str"),
+])
+def test_wrong_types_raise_type_error(call, message):
+    with pytest.raises(TypeError, match=message):
         call()

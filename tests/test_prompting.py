@@ -211,7 +211,7 @@ def test_extract_pattern_and_dispatch():
     assert extract_pattern("2020-01-01 ... The answer is 2021-03-05.", pattern) == "2021-03-05"
     with pytest.raises(ValueError, match="options must be"):
         extract_option("red", ())
-    with pytest.raises(ValueError, match="text must be a string"):
+    with pytest.raises(TypeError, match="text must be a string, got NoneType"):
         extract_number(None)
 
 
@@ -288,10 +288,13 @@ def test_wilson_interval_known_values():
     assert accuracy_interval(20, 40)[1] - accuracy_interval(20, 40)[0] < high - accuracy_interval(5, 10)[0]
 
 
-@pytest.mark.parametrize("hits, n, message", [(3, 0, "n must"), (-1, 5, "hits must"), (6, 5, "hits must"),
-                                              (True, 5, "hits must")])
-def test_wilson_interval_rejects_bad_counts(hits, n, message):
-    with pytest.raises(ValueError, match=message):
+@pytest.mark.parametrize("hits, n, error, message", [
+    (3, 0, ValueError, r"n must be an integer >= 1, got 0"),
+    (-1, 5, ValueError, r"hits must be an integer in \[0, 5\]"),
+    (6, 5, ValueError, r"hits must be an integer in \[0, 5\], got 6"), (True, 5, TypeError, "hits must .*got True"),
+    (2.0, 5, TypeError, r"hits must be an integer in \[0, 5\], got 2\.0")])
+def test_wilson_interval_rejects_bad_counts(hits, n, error, message):
+    with pytest.raises(error, match=message):
         accuracy_interval(hits, n)
 
 

@@ -1,4 +1,5 @@
 """Warpers and SamplingConfig: Hugging Face semantics, statistical correctness of draws, argument checks."""
+import numpy as np
 import pytest
 import torch
 from references import import_reference
@@ -103,7 +104,7 @@ def test_same_generator_seed_same_draws():
 
 @pytest.mark.parametrize("call, allowed", [
     (lambda x: temperature(x, 0), "> 0"), (lambda x: temperature(x, -1.0), "> 0"),
-    (lambda x: top_k(x, -1), ">= 0"), (lambda x: top_k(x, 2.5), ">= 0"),
+    (lambda x: top_k(x, -1), ">= 0"),
     (lambda x: top_p(x, 0.0), r"\(0, 1\]"), (lambda x: top_p(x, 1.5), r"\(0, 1\]"),
     (lambda x: min_p(x, -0.1), r"\[0, 1\]"), (lambda x: min_p(x, 1.1), r"\[0, 1\]"),
     (lambda x: repetition_penalty(x, [0], 0.0), "> 0"), (lambda x: repetition_penalty(x, [99], 1.2), r"\[0, 9\]"),
@@ -111,11 +112,39 @@ def test_same_generator_seed_same_draws():
     (lambda x: SamplingConfig(top_p=0), r"\(0, 1\]"), (lambda x: SamplingConfig(min_p=2), r"\[0, 1\]"),
     (lambda x: SamplingConfig(repetition_penalty=0), "> 0"),
     (lambda x: warp_logits(x, SamplingConfig(repetition_penalty=1.2)), "previous_ids"),
-    (lambda x: top_k(torch.arange(5), 2), "floating-point"),
 ])
 def test_invalid_arguments_raise_value_error_naming_the_range(call, allowed):
     with pytest.raises(ValueError, match=allowed):
         call(torch.zeros(10))
+
+
+@pytest.mark.parametrize("call, allowed", [
+    (lambda x: top_k(x, 2.5), r"integer >= 0.*got 2\.5"),
+    (lambda x: top_k(torch.arange(5), 2), "floating-point"),
+    (lambda x: temperature(x, True), "number > 0.*got True"),
+    (lambda x: SamplingConfig(top_p="0.9"), r"number in \(0, 1\].*got '0\.9'"),
+    (lambda x: repetition_penalty(x, [[0.5]], 1.2), r"previous_ids\[0\]\[0\].*integer token ids.*got 0\.5"),
+    (lambda x: sample_next(x, {"temperature": 0}), "SamplingConfig"),
+])
+def test_wrong_types_raise_type_error_naming_what_is_allowed(call, allowed):
+    with pytest.raises(TypeError, match=allowed):
+        call(torch.zeros(10))
+
+
+@pytest.mark.parametrize("value", [np.float32(0.7), np.float64(0.7), torch.tensor(0.7), torch.tensor(0.7).double()])
+def test_real_number_types_are_accepted_as_plain_floats(value):
+    config = SamplingConfig(temperature=value, top_p=value)
+    assert type(config.temperature) is float and abs(config.temperature - 0.7) < 1e-6
+    logits = torch.tensor([1.0, 2.0, 3.0])
+    assert torch.allclose(temperature(logits, value), logits / 0.7)
+
+
+@pytest.mark.parametrize("row", [[float("nan"), 1.0, 0.0], [float("-inf")] * 3, [float("inf"), 0.0, 0.0]])
+def test_sample_next_refuses_rows_without_a_choosable_token(row):
+    logits = torch.tensor([[0.0, 1.0, 2.0], row])
+    for config in (SamplingConfig(temperature=0), SamplingConfig()):
+        with pytest.raises(ValueError, match=r"row\(s\) \[1\] hold NaN"):
+            sample_next(logits, config)
 
 
 def test_same_result_as_hugging_face_warpers():

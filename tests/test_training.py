@@ -7,7 +7,16 @@ import torch.nn.functional as F
 
 from course_utils.lora import add_lora
 from course_utils.memory import SavedTensorMeter, measure_inference, measure_training_step
-from course_utils.training import IGNORE_INDEX, TrainConfig, collate, encode_example, exact_match, masked_lm_loss, train
+from course_utils.training import (
+    IGNORE_INDEX,
+    NonFiniteLossError,
+    TrainConfig,
+    collate,
+    encode_example,
+    exact_match,
+    masked_lm_loss,
+    train,
+)
 
 
 def test_encode_example_keeps_only_answer_tokens(course_model):
@@ -21,6 +30,13 @@ def test_encode_example_keeps_only_answer_tokens(course_model):
     prompt = tok.apply_chat_template([{"role": "system", "content": "You convert dates."},
                                       {"role": "user", "content": question}])
     assert ids[:len(prompt)] == prompt and len(ids) == len(prompt) + len(answer)
+
+
+@pytest.mark.parametrize("answer", ["2021-03-03<|im_end|>", "2021<|im_end|>-03-03", "<|im_end|>"])
+def test_answer_holding_the_end_of_turn_token_is_refused(course_model, answer):
+    _, tok = course_model
+    with pytest.raises(ValueError, match=r"contains the end-of-turn token '<\|im_end\|>'.*cut its labels"):
+        encode_example(tok, "Convert: the 3rd of March 2021", answer)
 
 
 def test_collate_and_masked_loss():
@@ -72,11 +88,13 @@ def test_train_is_reproducible(tiny_config):
 
 
 def test_train_config_validation(tiny_model):
-    with pytest.raises(ValueError, match="steps must be a positive integer"):
+    with pytest.raises(ValueError, match="steps must be an integer >= 1, got 0"):
         TrainConfig(steps=0)
-    with pytest.raises(ValueError, match="lr must be positive"):
+    with pytest.raises(ValueError, match="lr must be a finite number > 0, got 0"):
         TrainConfig(steps=1, lr=0)
-    with pytest.raises(ValueError, match=r"schedule must be one of \('constant', 'linear'\)"):
+    with pytest.raises(TypeError, match=r"batch_size must be an integer >= 1, got 8\.0"):
+        TrainConfig(steps=1, batch_size=8.0)
+    with pytest.raises(ValueError, match=r"schedule must be one of 'constant', 'linear', got 'cosine'"):
         TrainConfig(steps=1, schedule="cosine")
     linear = TrainConfig(steps=4, schedule="linear")
     assert [linear.lr_factor(s) for s in range(4)] == [1.0, 0.75, 0.5, 0.25]
@@ -85,6 +103,25 @@ def test_train_config_validation(tiny_model):
         train(tiny_model, _toy_examples(8, 97), TrainConfig(steps=1, batch_size=4), pad_id=0, progress=False)
     with pytest.raises(ValueError, match="at least batch_size=16"):
         train(tiny_model, _toy_examples(8, 97), TrainConfig(steps=1), pad_id=0, progress=False)
+
+
+def test_non_finite_loss_stops_training_before_the_update(tiny_model):
+    """A run that turns NaN at step 3 (simulated: a frozen norm weight overflows after step 2) stops there."""
+    add_lora(tiny_model, targets=("q_proj", "v_proj", "up_proj", "down_proj"), r=4, alpha=8)
+    trained = [p for p in tiny_model.parameters() if p.requires_grad]
+    kept = []
+
+    def evaluate(model):
+        kept.append([p.detach().clone() for p in trained])
+        if len(kept) == 2:
+            with torch.no_grad():
+                model.norm.weight.fill_(float("inf"))
+        return {}
+    with pytest.raises(NonFiniteLossError, match=r"training stopped at step 3 of 50: the loss is nan .*lr=0\.01"):
+        train(tiny_model, _toy_examples(64, tiny_model.config.vocab_size),
+              TrainConfig(steps=50, batch_size=8, lr=1e-2, eval_every=1), pad_id=0, evaluate=evaluate, progress=False)
+    assert len(kept) == 2 and all(torch.equal(p, q) for p, q in zip(trained, kept[1]))  # step 3 never updated
+    assert not tiny_model.training
 
 
 def test_exact_match():
