@@ -1,0 +1,61 @@
+"""benchmarks/gpu_check.py runs its whole GPU code path on a CPU with a tiny model (``--device cpu --small``)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from course_utils.memory import WEIGHT_CASTS
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
+
+
+@pytest.fixture(scope="module")
+def gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_runs_on_cpu(gpu_check, tmp_path, capsys):
+    out = tmp_path / "gpu_check.json"
+    assert gpu_check.main(["--device", "cpu", "--small", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    config = gpu_check.SMALL_CONFIG
+    for batch in (1, 8):
+        decode = results[f"decode_batch_{batch}"]
+        assert decode["batch"] == batch and decode["tokens_per_s"] > 0
+    lora, full = results["lora_step"], results["full_step"]
+    kv_dim = config.n_kv_heads * config.head_dim
+    assert lora["trained_parameters"] == config.n_layers * 8 * ((config.dim + config.dim) + (config.dim + kv_dim))
+    assert full["trained_parameters"] == results["parameters"]
+    for step in (lora, full):  # the autocast path: bfloat16 weight copies are their own part
+        assert step["parts_mib"][WEIGHT_CASTS] > 0 and step["parts_mib"]["activations"] > 0
+        assert step["sum_of_parts_mib"] == pytest.approx(sum(step["parts_mib"].values()), abs=0.01)
+        assert step["cuda_max_memory_allocated_mib"] is None  # not on CUDA
+    assert full["parts_mib"]["gradients"] == full["parts_mib"]["weights"]
+    assert lora["parts_mib"]["gradients"] < 0.1 * full["parts_mib"]["gradients"]
+    assert results["sync_check"]["status"] == "skipped"
+    printed = capsys.readouterr().out
+    assert "bf16 decode, batch 8" in printed and "torch.cuda.max_memory_allocated" in printed
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown where CUDA is missing")
+def test_gpu_check_without_cuda_says_what_to_do(gpu_check, tmp_path):
+    with pytest.raises(SystemExit, match="--device cpu"):
+        gpu_check.main(["--out", str(tmp_path / "x.json")])
+    with pytest.raises(SystemExit, match="cuda, cuda:N or cpu"):
+        gpu_check.main(["--device", "meta", "--out", str(tmp_path / "x.json")])
+
+
+def test_forward_decode_matches_generate(gpu_check):
+    """The sync check's hand-written greedy loop decodes the same tokens as ``generate``."""
+    model = gpu_check.build_model(gpu_check.SMALL_CONFIG, torch.device("cpu"), torch.float32).eval()
+    ids = gpu_check.random_ids(model.config, 2, 5, model.device, seed=0)
+    mine = gpu_check.greedy_forward_decode(model, ids, 6)
+    reference = gpu_check.generate(model, ids.tolist(), max_new_tokens=6, eos_id=gpu_check.NO_EOS)
+    assert mine.tolist() == reference.tokens
