@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
+import importlib.machinery
 import json
 import platform
 import sys
 import time
 import traceback
+import types
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -33,8 +36,65 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run from a plain checkout, without installing the package
-    sys.path.insert(0, str(ROOT))
+# Third-party modules that course_utils imports at module level but that this script never uses (adapter files,
+# progress bars). A GPU machine with only torch may lack them. numpy is never replaced (torch itself probes for it):
+# without numpy, course_utils.device (numpy's seeding, imported by training.py for train()) is replaced instead.
+UNUSED_DEPENDENCIES = ("safetensors", "safetensors.torch", "tqdm", "tqdm.auto")
+
+
+def _placeholder(name: str) -> types.ModuleType:
+    """A stand-in for a missing module: importing names from it works, using them raises a clear ImportError."""
+
+    def missing(*args, **kwargs):
+        raise ImportError(f"{name} is not installed; gpu_check.py replaced it by a placeholder because it never "
+                          f"needs it")
+
+    def attribute(attribute_name: str):  # PEP 562: any public name is the function that raises
+        if attribute_name.startswith("__"):
+            raise AttributeError(attribute_name)
+        return missing
+
+    module = types.ModuleType(name)
+    module.__getattr__ = attribute
+    module.__path__ = []  # a package, so that e.g. ``safetensors.torch`` can sit below it
+    module.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)  # others probe with find_spec
+    return module
+
+
+def import_course_utils() -> list[str]:
+    """Make ``course_utils`` importable with nothing but torch; return the modules replaced by placeholders.
+
+    With every dependency installed this is a plain import. Otherwise the package is registered without running
+    its ``__init__`` (which loads the GGUF/tokenizer stack for ``load_model``), and each missing module of
+    ``UNUSED_DEPENDENCIES`` gets a placeholder (and ``course_utils.device`` when numpy is missing).
+    """
+    if str(ROOT) not in sys.path:  # run from a plain checkout, without installing the package
+        sys.path.insert(0, str(ROOT))
+    try:
+        importlib.import_module("course_utils")
+        return []
+    except ImportError:
+        pass
+    package = types.ModuleType("course_utils")
+    package.__path__ = [str(ROOT / "course_utils")]
+    package.__file__ = str(ROOT / "course_utils" / "__init__.py")
+    sys.modules["course_utils"] = package
+    replaced = []
+    for name in UNUSED_DEPENDENCIES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            sys.modules[name] = _placeholder(name)
+            replaced.append(name)
+    try:
+        importlib.import_module("numpy")
+    except ImportError:
+        sys.modules["course_utils.device"] = _placeholder("course_utils.device (needs numpy)")
+        replaced.append("course_utils.device")
+    return replaced
+
+
+REPLACED_MODULES = import_course_utils()
 
 from course_utils.generation import NO_EOS, generate  # noqa: E402
 from course_utils.lora import add_lora  # noqa: E402
@@ -266,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "device": str(device), "torch": torch.__version__, "model": f"{config.name} (random weights)",
-        "config": config.to_dict(), "small": args.small}
+        "config": config.to_dict(), "small": args.small, "placeholder_modules": REPLACED_MODULES}
     start = time.perf_counter()
     inference_checks(results, config, device, args.small)
     for name, lora in (("lora_step", True), ("full_step", False)):

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,3 +62,26 @@ def test_forward_decode_matches_generate(gpu_check):
     mine = gpu_check.greedy_forward_decode(model, ids, 6)
     reference = gpu_check.generate(model, ids.tolist(), max_new_tokens=6, eos_id=gpu_check.NO_EOS)
     assert mine.tolist() == reference.tokens
+
+
+def test_gpu_check_needs_only_torch(tmp_path):
+    """In a Python that has torch but not numpy, tokenizers, gguf, safetensors, tqdm (nor course_utils installed),
+    the script still runs: ``python -S`` with a copy of site-packages (as links) that lacks them."""
+    blocked = {"numpy", "tokenizers", "gguf", "safetensors", "tqdm", "course_utils"}
+    site = Path(torch.__file__).resolve().parent.parent
+    shadow = tmp_path / "site-packages"
+    shadow.mkdir()
+    for entry in site.iterdir():
+        top = entry.name.split("-")[0].split(".")[0].lower()
+        if top in blocked or entry.suffix == ".pth" or entry.name.startswith("__editable__"):
+            continue
+        (shadow / entry.name).symlink_to(entry)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(shadow)
+    out = tmp_path / "out.json"
+    done = subprocess.run([sys.executable, "-S", str(SCRIPT), "--device", "cpu", "--small", "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert {"safetensors", "tqdm", "course_utils.device"} <= set(results["placeholder_modules"])
+    assert results["full_step"]["parts_mib"][WEIGHT_CASTS] > 0
