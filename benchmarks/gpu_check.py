@@ -30,6 +30,7 @@ import time
 import traceback
 import types
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -189,7 +190,8 @@ def greedy_forward_decode(model: LlamaModel, ids: torch.Tensor, new_tokens: int)
     return torch.cat(tokens, dim=1)
 
 
-def _count_sync_warnings(run: Callable[[], object]) -> int:
+def _sync_warnings(run: Callable[[], object]) -> list[str]:
+    """Where (``file:line``) each synchronising CUDA call of ``run()`` came from, in ``"warn"`` sync-debug mode."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
@@ -197,7 +199,13 @@ def _count_sync_warnings(run: Callable[[], object]) -> int:
             run()
         finally:
             torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message) for w in caught)
+    return [f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchroniz" in str(w.message)]
+
+
+def _course_frame(error: BaseException) -> str | None:
+    """The innermost ``course_utils`` line of the error's traceback (where the synchronising call was made)."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if "course_utils" in f.filename]
+    return f"{Path(frames[-1].filename).name}:{frames[-1].lineno} ({frames[-1].line})" if frames else None
 
 
 def sync_check(model: LlamaModel, new_tokens: int) -> dict:
@@ -219,15 +227,17 @@ def sync_check(model: LlamaModel, new_tokens: int) -> dict:
         greedy_forward_decode(model, ids, new_tokens)
         result["forward_decode"] = {"status": "pass", "error": None}
     except RuntimeError as error:
-        result["forward_decode"] = {"status": "fail", "error": str(error).splitlines()[0][:300]}
+        result["forward_decode"] = {"status": "fail", "error": str(error).splitlines()[0][:300],
+                                    "where": _course_frame(error)}
     finally:
         torch.cuda.set_sync_debug_mode("default")
     prompts = ids.tolist()
     short, long = 4, 4 + new_tokens
-    counts = {n: _count_sync_warnings(lambda n=n: generate(model, prompts, max_new_tokens=n, eos_id=NO_EOS))
-              for n in (short, long)}
-    result["generate_syncs"] = {str(n): c for n, c in counts.items()}
-    result["generate_syncs_per_step"] = (counts[long] - counts[short]) / (long - short)
+    sites = {n: _sync_warnings(lambda n=n: generate(model, prompts, max_new_tokens=n, eos_id=NO_EOS))
+             for n in (short, long)}
+    result["generate_syncs"] = {str(n): len(found) for n, found in sites.items()}
+    result["generate_syncs_per_step"] = (len(sites[long]) - len(sites[short])) / (long - short)
+    result["generate_sync_sites"] = dict(Counter(sites[long]).most_common())  # calls per source line, long run
     result["status"] = "pass" if result["forward_decode"]["status"] == "pass" else "fail"
     return result
 
@@ -289,8 +299,10 @@ def table(results: dict) -> str:
     if entry.get("status") in ("pass", "fail"):
         forward = entry["forward_decode"]
         rows.append(("sync debug 'error': forward decode", forward["status"].upper()
-                     + (f" ({forward['error']})" if forward["error"] else "")))
+                     + (f" ({forward['error']} at {forward.get('where')})" if forward["error"] else "")))
         rows.append(("syncs per generate() step (no EOS)", f"{entry['generate_syncs_per_step']:g}"))
+        sites = ", ".join(f"{site} x{count}" for site, count in entry["generate_sync_sites"].items())
+        rows.append(("  synchronising lines (long run)", sites or "none"))
     else:
         rows.append(("sync debug check", f"{entry.get('status', 'missing')}: "
                                          f"{entry.get('reason') or entry.get('error')}"))

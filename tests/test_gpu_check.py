@@ -85,3 +85,25 @@ def test_gpu_check_needs_only_torch(tmp_path):
     results = json.loads(out.read_text())
     assert {"safetensors", "tqdm", "course_utils.device"} <= set(results["placeholder_modules"])
     assert results["full_step"]["parts_mib"][WEIGHT_CASTS] > 0
+
+
+def test_table_shows_cuda_results(gpu_check, tiny_model):
+    """The CUDA-only rows (allocator peak, sync check) render, from results shaped as on a GPU."""
+    try:
+        tiny_model(torch.tensor([[1000]]))  # an id outside the vocabulary: raised inside course_utils
+    except ValueError as error:
+        where = gpu_check._course_frame(error)
+    assert where is not None and where.startswith("model.py:")
+    step = {"kind": "LoRA r=8 (q, v)", "batch": 8, "tokens": 256, "trained_parameters": 460800, "seconds": 0.05,
+            "parts_mib": {"weights": 515.0, WEIGHT_CASTS: 256.3}, "sum_of_parts_mib": 771.3,
+            "cuda_max_memory_allocated_mib": 2048.0}
+    results = {"device_name": "GPU", "torch": "2.x", "model": "m", "decode_batch_1": {"error": "boom"},
+               "decode_batch_8": {"batch": 8, "tokens_per_s": 1234.0, "ms_per_step": 6.5, "new_tokens": 128},
+               "lora_step": step, "full_step": {"status": "error", "error": "OOM"},
+               "sync_check": {"status": "fail", "generate_syncs_per_step": 2.0,
+                              "generate_sync_sites": {"model.py:316": 40},
+                              "forward_decode": {"status": "fail", "error": "called a synchronizing CUDA operation",
+                                                 "where": where}}}
+    text = gpu_check.table(results)
+    assert "2,048.0 MiB" in text and "1,234 tokens/s" in text and "ERROR boom" in text and "ERROR OOM" in text
+    assert "FAIL (called a synchronizing CUDA operation at model.py:" in text and "model.py:316 x40" in text
