@@ -89,15 +89,24 @@ class _CastRecorder(TorchDispatchMode):
         self.sources = sources
         self.casts: set[tuple[str, int]] = set()
 
+    @staticmethod
+    def _keys(tree) -> list[tuple[str, int]]:
+        """Storage keys of the tensors in ``tree`` (tensors without a plain storage, e.g. sparse, are skipped)."""
+        keys = []
+        for tensor in tree_leaves(tree):
+            if isinstance(tensor, torch.Tensor):
+                try:
+                    keys.append(_storage_key(tensor))
+                except (RuntimeError, NotImplementedError):
+                    continue
+        return keys
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        inputs = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
-        input_keys = {_storage_key(t) for t in inputs}
-        is_weight_cast = func in _CAST_OPS and bool(inputs) and _storage_key(inputs[0]) in self.sources
-        for tensor in tree_leaves(out):
-            if not isinstance(tensor, torch.Tensor):
-                continue
-            key = _storage_key(tensor)
+        inputs = self._keys((args, kwargs))
+        input_keys = set(inputs)
+        is_weight_cast = func in _CAST_OPS and bool(inputs) and inputs[0] in self.sources
+        for key in self._keys(out):
             if key in input_keys:
                 continue
             if is_weight_cast:
