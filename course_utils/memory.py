@@ -11,15 +11,11 @@ On any device the parts are counted from the tensors themselves:
   the rest as ``activations`` (these grow with the number of tokens).
 On CUDA the allocator's own peak (``torch.cuda.max_memory_allocated``) is reported as well.
 
-``autocast_for(device)`` is the course's autocast policy: bfloat16 on CUDA, none elsewhere, unless the environment
-variable ``COURSE_AUTOCAST`` says otherwise (``bf16``: bfloat16 autocast on every device, e.g. to run the GPU code path
-on a CPU; ``off``: never).
+The autocast policy that training runs under is ``device.autocast_for``.
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -29,39 +25,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 MIB = 2**20
-AUTOCAST_ENV = "COURSE_AUTOCAST"
-AUTOCAST_CHOICES = ("auto", "bf16", "off")
 WEIGHT_CASTS = "weight casts (autocast)"  # the name of that part in MemoryReport.mib()
 # The ops through which autocast (and ``.to(dtype)``) makes a cast copy; ``aten.to`` decomposes into ``_to_copy``.
 _CAST_OPS = {torch.ops.aten._to_copy.default}
-
-
-def autocast_setting() -> str:
-    """The value of env ``COURSE_AUTOCAST`` ("auto" when unset), checked against ``AUTOCAST_CHOICES``."""
-    value = os.environ.get(AUTOCAST_ENV, "auto").strip().lower() or "auto"
-    if value not in AUTOCAST_CHOICES:
-        raise ValueError(f"{AUTOCAST_ENV}={value!r} is not understood; use one of {AUTOCAST_CHOICES} "
-                         f"(auto: bfloat16 on CUDA only; bf16: bfloat16 on every device; off: never)")
-    return value
-
-
-def autocast_dtype(device: torch.device | str) -> torch.dtype | None:
-    """The dtype a training forward pass autocasts to on ``device`` (None: no autocast, plain float32)."""
-    if not isinstance(device, (torch.device, str)):
-        raise TypeError(f"device must be a torch.device or a string, got {type(device).__name__}")
-    device = torch.device(device)
-    setting = autocast_setting()
-    if setting == "off" or (setting == "auto" and device.type != "cuda"):
-        return None
-    return torch.bfloat16
-
-
-def autocast_for(device: torch.device | str) -> contextlib.AbstractContextManager:
-    """``torch.autocast(device.type, dtype=bfloat16)`` where ``autocast_dtype`` says so, else a null context."""
-    dtype = autocast_dtype(device)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=dtype)
 
 
 def _storage_key(tensor: torch.Tensor) -> tuple[str, int]:

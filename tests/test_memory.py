@@ -7,13 +7,11 @@ import pytest
 import torch
 from torch import nn
 
+from course_utils.device import AUTOCAST_ENV, autocast_dtype, autocast_for
 from course_utils.lora import add_lora
 from course_utils.memory import (
-    AUTOCAST_ENV,
     WEIGHT_CASTS,
     SavedTensorMeter,
-    autocast_dtype,
-    autocast_for,
     fit_line,
     measure_training_step,
     parameter_keys,
