@@ -4,15 +4,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .cache_layout import default_weights_path, sweep_stale_temporaries
 from .checkpoint import Checkpoint
-from .fetch import FETCH_HINT, GGUF_NAME, default_weights_path, verify_course_weights
+from .fetch import FETCH_HINT, is_course_candidate, verify_course_weights
 from .gguf_reader import read_gguf
 from .hf_dir import read_hf_dir
-from .weights_cache import _converted_dir, _load_converted, _save_converted
+from .weights_cache import load_entry, save_entry, warn_once
+
+KINDS = "a .gguf file or a Hugging Face directory with config.json and *.safetensors"
 
 
 def locate_weights(path: str | os.PathLike | None = None) -> Path:
     """Weights to load: explicit ``path`` > env ``COURSE_MODEL`` > the course GGUF in the cache."""
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike ({KINDS}), got {type(path).__name__}")
     chosen = path if path is not None else os.environ.get("COURSE_MODEL") or None
     if chosen is None:
         default = default_weights_path()
@@ -21,28 +26,37 @@ def locate_weights(path: str | os.PathLike | None = None) -> Path:
         return default
     chosen = Path(chosen).expanduser()
     if not chosen.exists():
-        raise FileNotFoundError(f"model weights not found at {chosen} (a .gguf file or a Hugging Face directory "
-                                f"with config.json and *.safetensors); for the course model {FETCH_HINT}")
+        raise FileNotFoundError(f"model weights not found at {chosen} ({KINDS}); for the course model {FETCH_HINT}")
+    if chosen.is_dir() and chosen.suffix.lower() == ".gguf":
+        raise ValueError(f"{chosen} is a folder, but its name ends in .gguf; give the path of the .gguf file itself "
+                         f"(e.g. {chosen / chosen.name} if it is inside), or for the course model {FETCH_HINT}")
     return chosen
 
 
-
 def load_checkpoint(path: str | os.PathLike | None = None, use_cache: bool = True) -> Checkpoint:
-    """Locate and read weights; a GGUF file is dequantised once and then served from the converted cache."""
+    """Locate and read weights; a GGUF file is dequantised once and then served from the digest-checked cache.
+
+    A GGUF that claims to be the course file (by name, size or ``general.name``) is verified by SHA-256 before it is
+    dequantised; any other GGUF loads with a one-time "unverified" warning.
+    """
     source = locate_weights(path)
     if source.is_dir():
         return read_hf_dir(source)
-    converted = _converted_dir(source)
-    if use_cache and (converted / "meta.json").exists():
-        try:
-            return _load_converted(converted)
-        except Exception:  # a damaged cache entry is rebuilt from the GGUF, never trusted
-            pass
-    if source.name == GGUF_NAME:  # the course file: never dequantise a damaged copy
-        verify_course_weights(source)
-    checkpoint = read_gguf(source)
+    sweep_stale_temporaries()
+    checkpoint = None
     if use_cache:
-        _save_converted(checkpoint, converted)
+        checkpoint, problem = load_entry(source)
+        if checkpoint is None and problem != "missing":
+            warn_once(f"rebuild:{source}", f"the converted copy of {source} is unusable ({problem}); rebuilding it "
+                                            f"from the GGUF")
+    if checkpoint is None:
+        verified = is_course_candidate(source)
+        if verified:  # the course file under any name: never dequantise a damaged copy
+            verify_course_weights(source)
+        checkpoint = read_gguf(source, verified=verified)
+        if use_cache:
+            save_entry(checkpoint, source)
+    if not checkpoint.source_verified:
+        warn_once(f"unverified:{source.resolve()}", f"{source} is not the course model, so it is loaded unverified "
+                                                    f"(no checksum is known for it); use files you trust")
     return checkpoint
-
-

@@ -1,8 +1,10 @@
 """Re-exports of the weights modules, kept for one release so older notebooks and scripts keep working.
 
-The code now lives in modules with one job each: ``checkpoint`` (the Checkpoint type), ``fetch`` (download and verify
-the course GGUF), ``gguf_reader``, ``hf_dir`` (read/export Hugging Face directories), ``weights_cache`` (the converted
-float32 cache) and ``load_weights`` (locate_weights, load_checkpoint). Import from those; this module will be removed.
+The code now lives in modules with one job each: ``checkpoint`` (the Checkpoint type and expected tensor names),
+``fetch`` (download and verify the course GGUF), ``gguf_reader``, ``hf_dir`` (read/export Hugging Face directories),
+``weights_cache`` (the digest-checked float32 cache), ``cache_layout`` (cache folder, staging, sweeping), ``cli``
+(``python -m course_utils``) and ``load_weights`` (locate_weights, load_checkpoint). Import from those; this module
+will be removed in the next release.
 """
 from .checkpoint import Checkpoint
 from .cli import main
