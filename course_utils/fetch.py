@@ -134,6 +134,7 @@ def fetch_weights(directory: Path | None = None, force: bool = False, *, timeout
     if target.exists() and not force:
         verify_course_weights(target)
         return target
+    created = not directory.exists()
     sweep_stale_temporaries(directory)
     stage = staging_dir(directory)
     interactive = not quiet and sys.stderr.isatty() and sys.stdout.isatty()
@@ -160,6 +161,11 @@ def fetch_weights(directory: Path | None = None, force: bool = False, *, timeout
         verify_course_weights(staged)
         make_readable(staged)
         os.replace(staged, target)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        if created:  # leave the disk as it was: no empty cache folder after a failed first fetch
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     from .weights_cache import drop_entries_for  # a new file makes the old converted copy an orphan

@@ -69,10 +69,12 @@ def read_gguf(path: Path, verified: bool = False) -> Checkpoint:
         verified = True
     arch = _field(reader, path, "general.architecture", None)
     if arch != "llama":
-        raise ValueError(f"{path} holds a {arch!r} model; the course model class supports LLaMA-family GGUF files only")
+        raise ValueError(f"{path} holds a {arch!r} model; the course model class supports LLaMA-family GGUF files "
+                         f"only (general.architecture 'llama'); choose such a file, or the course model")
     if _field(reader, path, "tokenizer.ggml.model", None) != "gpt2":
-        raise ValueError(f"{path}: only byte-level BPE ('gpt2') tokenizers are supported, "
-                         f"got {_field(reader, path, 'tokenizer.ggml.model', None)!r}")
+        raise ValueError(f"{path}: only byte-level BPE ('gpt2') tokenizers are supported, got "
+                         f"{_field(reader, path, 'tokenizer.ggml.model', None)!r}; use a LLaMA-family model with a "
+                         f"byte-level BPE tokenizer (e.g. SmolLM2), or the course model")
     tokens = _field(reader, path, "tokenizer.ggml.tokens")
     n_heads = _field(reader, path, "llama.attention.head_count", kind=int)
     names = {t.name for t in reader.tensors}

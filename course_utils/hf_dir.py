@@ -23,7 +23,8 @@ def _read_json(file: Path) -> dict:
         raise ValueError(f"{file} is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}); "
                          f"fix that line or re-save the directory with save_pretrained") from error
     if not isinstance(data, dict):
-        raise ValueError(f"{file} must hold a JSON object, got {type(data).__name__}")
+        raise ValueError(f"{file} must hold a JSON object, got a JSON {type(data).__name__}; re-save the directory "
+                         f"with save_pretrained")
     return data
 
 
@@ -143,6 +144,11 @@ def export_hf_dir(checkpoint: Checkpoint, directory: Path) -> None:
     """Write a checkpoint as a Hugging Face LLaMA directory (q/k rows permuted to the half-split layout)."""
     from safetensors.torch import save_file
 
+    if not isinstance(checkpoint, Checkpoint):
+        raise TypeError(f"export_hf_dir expects a Checkpoint (from load_checkpoint()), got {type(checkpoint).__name__}")
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"cannot export to {directory}: it is a file, not a folder; choose a folder path")
     config = checkpoint.config
     directory.mkdir(parents=True, exist_ok=True)
     state = {}

@@ -39,6 +39,8 @@ def load_checkpoint(path: str | os.PathLike | None = None, use_cache: bool = Tru
     A GGUF that claims to be the course file (by name, size or ``general.name``) is verified by SHA-256 before it is
     dequantised; any other GGUF loads with a one-time "unverified" warning.
     """
+    if not isinstance(use_cache, bool):
+        raise TypeError(f"use_cache must be True or False, got {type(use_cache).__name__}")
     source = locate_weights(path)
     if source.is_dir():
         return read_hf_dir(source)

