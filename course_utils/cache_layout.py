@@ -85,7 +85,11 @@ def temporaries(root: Path | None = None) -> list[Path]:
 def sweep_stale_temporaries(root: Path | None = None) -> list[Path]:
     """Remove staging folders left by killed runs; returns what was removed. Errors (read-only cache) are ignored."""
     removed = []
-    for path in temporaries(root):
+    try:
+        found = temporaries(root)
+    except OSError:  # an unreadable cache (another user's): nothing to sweep from here
+        return removed
+    for path in found:
         if is_stale(path):
             shutil.rmtree(path, ignore_errors=True)
             if not path.exists():

