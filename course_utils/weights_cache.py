@@ -138,6 +138,7 @@ def save_entry(checkpoint: Checkpoint, source: Path) -> bool:
             os.replace(directory, trash)
         os.replace(stage, directory)
         stage = None
+        _drop_outdated_siblings(directory)
         return True
     except OSError as error:
         warn_once(str(directory), f"could not write the converted copy of {source} to {directory} "
@@ -149,6 +150,19 @@ def save_entry(checkpoint: Checkpoint, source: Path) -> bool:
         for leftover in (stage, trash):
             if leftover is not None:
                 shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _drop_outdated_siblings(directory: Path) -> None:
+    """Remove entries of the same file name made by an older course version (they are keyed differently)."""
+    stem = directory.name.rsplit("-", 1)[0]
+    for sibling in directory.parent.glob(f"{stem}-*"):
+        if sibling != directory and sibling.is_dir() and not sibling.name.startswith(TEMP_PREFIX):
+            try:
+                old_format = json.loads((sibling / "meta.json").read_text()).get("format")
+            except (OSError, ValueError, AttributeError):
+                continue  # unreadable: leave it to `cache list` / `cache clean`
+            if old_format is None or (isinstance(old_format, int) and old_format < CONVERTED_FORMAT):
+                shutil.rmtree(sibling, ignore_errors=True)
 
 
 def drop_entries_for(source: Path) -> None:

@@ -174,3 +174,12 @@ def test_cache_command_lists_verifies_and_cleans(cache, tiny, tmp_path, capsys):
     assert main(["cache", "clean", "--all"]) == 0
     assert list(cache.iterdir()) == [] or [p.name for p in cache.iterdir()] == ["converted"]
     shutil.rmtree(cache)
+
+
+def test_an_entry_from_the_previous_format_is_removed_when_its_file_is_converted_again(cache, tiny):
+    old = cache / "converted" / "tiny-0123456789abcdef"  # format 1 keyed entries by path, size and mtime
+    old.mkdir(parents=True)
+    (old / "meta.json").write_text(json.dumps({"config": {}, "chat_template": None}))
+    (old / "model.safetensors").write_bytes(b"0" * 1000)
+    _load_quiet(tiny)
+    assert not old.exists() and C.entry_dir(tiny).exists()
