@@ -42,7 +42,10 @@ def default_weights_path() -> Path:
 
 def staging_dir(parent: Path) -> Path:
     """A fresh hidden staging folder inside ``parent`` (created, mode 0o755), named after this process."""
+    created = [folder for folder in (parent, *parent.parents) if not folder.exists()]
     parent.mkdir(parents=True, exist_ok=True)
+    for folder in created:  # folders this call made get the cache's mode too, whatever the umask
+        folder.chmod(DIR_MODE)
     path = Path(tempfile.mkdtemp(dir=parent, prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
     path.chmod(DIR_MODE)
     return path

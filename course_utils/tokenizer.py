@@ -49,6 +49,11 @@ class _TemplateEnvironment(ImmutableSandboxedEnvironment):
         return operator.pow(left, right)
 
 
+def _raise_from_template(message: str) -> None:
+    """``raise_exception(...)`` inside a template (a transformers convention): the template refuses the messages."""
+    raise jinja2.TemplateError(f"the template refused these messages: {message}")
+
+
 def _where(origin: str | None) -> str:
     return f"the chat template of {origin}" if origin else "the model's chat template"
 
@@ -58,6 +63,7 @@ def compile_chat_template(text: str, origin: str | None = None) -> jinja2.Templa
     if not isinstance(text, str):
         raise TypeError(f"a chat template must be a string, got {type(text).__name__} from {origin or 'the model'}")
     environment = _TemplateEnvironment(undefined=jinja2.StrictUndefined, trim_blocks=False, lstrip_blocks=False)
+    environment.globals["raise_exception"] = _raise_from_template  # templates written for transformers call it
     try:
         return environment.from_string(text)
     except jinja2.TemplateError as error:

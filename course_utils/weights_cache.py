@@ -76,7 +76,9 @@ def check_entry(directory: Path, source: Path | None = None, strong: bool = Fals
     if source is not None and meta.get("source") != _stamp(source):
         return None, f"{source} changed since the copy was made"
     for name in ENTRY_FILES:
-        path, expected = directory / name, meta["files"][name]
+        path, expected = directory / name, (meta.get("files") or {}).get(name)
+        if not isinstance(expected, dict) or not {"size", "crc32"} <= expected.keys():
+            return None, f"meta.json records no digest for {name}"
         if not path.exists():
             return None, f"{name} is missing"
         if path.stat().st_size != expected["size"]:

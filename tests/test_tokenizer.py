@@ -103,3 +103,13 @@ def test_sandbox_still_renders_ordinary_templates(course_model):
                 "{% if add_generation_prompt %}{{ range(3) | list | length }}{% endif %}")
     plain = ChatTokenizer(tok.backend, template, eos_id=2)
     assert plain.render_chat([{"role": "user", "content": "Hi"}]) == "USER: Hi---3"
+
+
+
+def test_raise_exception_in_a_template_becomes_a_clear_error(course_model):
+    _, tok = course_model
+    strict = ChatTokenizer(tok.backend, "{% if messages[0]['role'] != 'user' %}{{ raise_exception('user first') }}"
+                                        "{% endif %}ok", eos_id=2, source="strict.jinja")
+    assert strict.render_chat([{"role": "user", "content": "x"}]) == "ok"
+    with pytest.raises(ValueError, match="chat template of strict.jinja failed to render.*user first"):
+        strict.render_chat([{"role": "system", "content": "x"}])

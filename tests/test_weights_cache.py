@@ -125,7 +125,7 @@ def test_entries_are_readable_by_others_whatever_the_umask(cache, tiny):
     finally:
         os.umask(old)
     entry = C.entry_dir(tiny)
-    assert entry.stat().st_mode & 0o777 == 0o755
+    assert entry.stat().st_mode & 0o777 == 0o755 and entry.parent.stat().st_mode & 0o777 == 0o755
     assert all(f.stat().st_mode & 0o777 == 0o644 for f in entry.iterdir())
 
 
