@@ -62,7 +62,9 @@ def compile_chat_template(text: str, origin: str | None = None) -> jinja2.Templa
     """Compile ``text`` in the sandbox; a syntax error becomes a ValueError naming ``origin`` (file or model)."""
     if not isinstance(text, str):
         raise TypeError(f"a chat template must be a string, got {type(text).__name__} from {origin or 'the model'}")
-    environment = _TemplateEnvironment(undefined=jinja2.StrictUndefined, trim_blocks=False, lstrip_blocks=False)
+    # the same settings as transformers' apply_chat_template, so a template renders the same text in both
+    environment = _TemplateEnvironment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                                       extensions=["jinja2.ext.loopcontrols"])
     environment.globals["raise_exception"] = _raise_from_template  # templates written for transformers call it
     try:
         return environment.from_string(text)
@@ -101,7 +103,15 @@ class ChatTokenizer:
         self.vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
         # where the template came from: explicit ``source``, else what the checkpoint reader recorded on the string
         self.source = source or getattr(chat_template, "origin", None)
-        self._template = compile_chat_template(chat_template, self.source) if chat_template else None
+        if chat_template is not None and not isinstance(chat_template, str):
+            raise TypeError(f"chat_template must be a string or None, got {type(chat_template).__name__}")
+        # a template that does not compile must not stop the model from loading: the error waits for render_chat
+        self._template, self._template_error = None, None
+        if chat_template:
+            try:
+                self._template = compile_chat_template(chat_template, self.source)
+            except ValueError as error:
+                self._template_error = error
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``. Special tokens written in the text (e.g. ``<|im_end|>``) become their ids."""
@@ -123,6 +133,8 @@ class ChatTokenizer:
 
     def render_chat(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
         """The chat template rendered to text (in the jinja sandbox; see the module docstring)."""
+        if self._template_error is not None:
+            raise self._template_error
         if self._template is None:
             raise ValueError("this model has no chat template; use plain text prompts")
         _check_messages(messages)

@@ -235,12 +235,13 @@ ROWS = {
     "chat: template loops forever": Row("tokenizer", lambda t: bind(_tok(
         t, "{% for i in range(10**10) %}{% endfor %}").render_chat, [{"role": "user", "content": "x"}]), ValueError,
         "failed to render .*range", "fix the template"),
-    "chat: template syntax error": Row("tokenizer", lambda t: bind(
-        ChatTokenizer, _backend(t), ChatTemplate("{% if %}", "m.gguf"), eos_id=2), ValueError,
+    "chat: template syntax error": Row("tokenizer", lambda t: bind(ChatTokenizer(
+        _backend(t), ChatTemplate("{% if %}", "m.gguf"), eos_id=2).render_chat, [{"role": "user", "content": "x"}]),
+        ValueError,
         "chat template of m.gguf is not a valid jinja template", "fix or remove the template"),
     "chat: template not a string": Row("tokenizer", lambda t: bind(ChatTokenizer,
         _backend(t), 5, eos_id=2), TypeError,
-        "chat template must be a string, got int", "string"),
+        "chat_template must be a string or None, got int", "string or None"),
 }
 
 

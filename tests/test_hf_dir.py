@@ -9,6 +9,16 @@ from weights_helpers import TINY_TEMPLATE, write_tiny_gguf
 from course_utils.gguf_reader import read_gguf
 from course_utils.hf_dir import export_hf_dir, read_hf_dir
 
+# newlines after block tags: rendered the same only with transformers' settings (trim_blocks, lstrip_blocks)
+MULTILINE_TEMPLATE = """{% for m in messages %}
+    <|im_start|>{{ m['role'] }}
+{{ m['content'] }}<|im_end|>
+{% if loop.index > 5 %}{% break %}{% endif %}
+{% endfor %}
+{% if add_generation_prompt %}
+<|im_start|>assistant
+{% endif %}"""
+
 
 @pytest.fixture
 def hf_dir(tmp_path):
@@ -108,13 +118,13 @@ def test_a_directory_saved_by_transformers_5_keeps_its_chat_template(tmp_path):
     reference = transformers.LlamaForCausalLM.from_pretrained(tmp_path / "course-hf").eval()
     tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(checkpoint.tokenizer_json),
                                                      eos_token="<|im_end|>", bos_token="<|im_start|>")
-    tokenizer.chat_template = TINY_TEMPLATE
+    tokenizer.chat_template = MULTILINE_TEMPLATE
     reference.save_pretrained(tmp_path / "saved")
     tokenizer.save_pretrained(tmp_path / "saved")
     assert (tmp_path / "saved" / "chat_template.jinja").exists() or \
         "chat_template" in json.loads((tmp_path / "saved" / "tokenizer_config.json").read_text())
     model, tok = load_model(tmp_path / "saved", device="cpu")
-    messages = [{"role": "user", "content": "abcd"}]
+    messages = [{"role": "system", "content": "ab"}, {"role": "user", "content": "abcd"}]
     assert tok.render_chat(messages) == tokenizer.apply_chat_template(messages, tokenize=False,
                                                                       add_generation_prompt=True)
     ids = torch.tensor([tok.apply_chat_template(messages)])

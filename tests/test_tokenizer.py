@@ -93,8 +93,12 @@ def test_chat_template_runs_in_the_sandbox(course_model, tmp_path, monkeypatch, 
 
 def test_broken_template_names_its_source(course_model):
     _, tok = course_model
+    broken = ChatTokenizer(tok.backend, "{% for m in messages %}", eos_id=2, source="my-model.gguf")
+    assert broken.encode("Hello world") == [19556, 905]  # the model still loads and works on plain text
     with pytest.raises(ValueError, match="chat template of my-model.gguf is not a valid jinja template"):
-        ChatTokenizer(tok.backend, "{% for m in messages %}", eos_id=2, source="my-model.gguf")
+        broken.render_chat([{"role": "user", "content": "Hi"}])
+    with pytest.raises(TypeError, match="chat_template must be a string or None, got int"):
+        ChatTokenizer(tok.backend, 5, eos_id=2)
 
 
 def test_sandbox_still_renders_ordinary_templates(course_model):
