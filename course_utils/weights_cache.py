@@ -120,6 +120,7 @@ def warn_once(key: str, message: str) -> None:
 
 def save_entry(checkpoint: Checkpoint, source: Path) -> bool:
     """Store ``checkpoint`` as the entry of ``source``; False (with a warning) when the cache cannot be written."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     directory = entry_dir(source)
@@ -142,7 +143,7 @@ def save_entry(checkpoint: Checkpoint, source: Path) -> bool:
         stage = None
         _drop_outdated_siblings(directory)
         return True
-    except OSError as error:
+    except (OSError, SafetensorError) as error:  # read-only, another user's, full disk: the copy is optional
         warn_once(str(directory), f"could not write the converted copy of {source} to {directory} "
                                   f"({type(error).__name__}: {error}); continuing in memory, so every load converts "
                                   f"again (~7 s). Fix: make that folder writable or set COURSE_CACHE to a folder you "
@@ -157,8 +158,9 @@ def save_entry(checkpoint: Checkpoint, source: Path) -> bool:
 def _drop_outdated_siblings(directory: Path) -> None:
     """Remove entries of the same file name made by an older course version (they are keyed differently)."""
     stem = directory.name.rsplit("-", 1)[0]
-    for sibling in directory.parent.glob(f"{stem}-*"):
-        if sibling != directory and sibling.is_dir() and not sibling.name.startswith(TEMP_PREFIX):
+    for sibling in directory.parent.iterdir():
+        if sibling.name.rsplit("-", 1)[0] == stem and sibling != directory and sibling.is_dir() \
+                and not sibling.name.startswith(TEMP_PREFIX):
             try:
                 old_format = json.loads((sibling / "meta.json").read_text()).get("format")
             except (OSError, ValueError, AttributeError):

@@ -183,3 +183,16 @@ def test_an_entry_from_the_previous_format_is_removed_when_its_file_is_converted
     (old / "model.safetensors").write_bytes(b"0" * 1000)
     _load_quiet(tiny)
     assert not old.exists() and C.entry_dir(tiny).exists()
+
+
+def test_a_full_disk_while_saving_warns_and_loads_in_memory(cache, tiny, monkeypatch):
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    def disk_full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: IoError(No space left on device)")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_full)
+    checkpoint, messages = _load_quiet(tiny)
+    assert checkpoint.config.n_layers == 1 and any("No space left" in m for m in messages)
+    assert list((cache / "converted").iterdir()) == []
