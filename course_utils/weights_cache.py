@@ -29,6 +29,7 @@ _checked: set[tuple] = set()  # files whose digest matched in this process, with
 
 
 def converted_root() -> Path:
+    """The folder holding one converted entry per GGUF file."""
     return cache_dir() / "converted"
 
 
@@ -113,6 +114,7 @@ def load_entry(source: Path) -> tuple[Checkpoint | None, str]:
 
 
 def warn_once(key: str, message: str) -> None:
+    """``warnings.warn(message)`` the first time ``key`` is seen in this process."""
     if key not in _warned:
         _warned.add(key)
         warnings.warn(message, stacklevel=3)
@@ -175,7 +177,3 @@ def drop_entries_for(source: Path) -> None:
         shutil.rmtree(entry_dir(source), ignore_errors=True)
     except (OSError, ValueError):
         pass
-
-
-def is_temporary(path: Path) -> bool:
-    return path.name.startswith(TEMP_PREFIX)
