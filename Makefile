@@ -72,6 +72,7 @@ run: setup
 bench: setup
 	$(PY) benchmarks/compare_hf.py
 	$(PY) benchmarks/decode_ablation.py
+	$(PY) benchmarks/load_time.py
 	$(PY) benchmarks/timings.py
 
 # The GPU path of lessons 07-08 on a SmolLM2-135M-shaped model with random weights: bf16 decoding speed at batch 1 and 8,

@@ -24,11 +24,13 @@ from pathlib import Path
 import torch
 
 from course_utils import load_model
+from course_utils.cache_layout import default_weights_path
 from course_utils.generation import NO_EOS, generate
+from course_utils.hf_dir import export_hf_dir
+from course_utils.load_weights import load_checkpoint
 from course_utils.lora import add_lora
 from course_utils.memory import measure_training_step
 from course_utils.training import masked_lm_loss
-from course_utils.weights import default_weights_path, export_hf_dir, load_checkpoint
 
 PROMPT = "The history of the printing press begins in the fifteenth century, when"
 

@@ -1,7 +1,7 @@
-"""What a learner waits for, against its target: a warm ``load_model()`` and a sampling-explorer redraw.
+"""What a learner waits for at the sampling explorer, against its target: the redraw after a slider move.
 
-These were once loose asserts in the unit tests; timings belong here, where they are measured on a quiet machine
-and kept per CPU model instead of failing a test on a busy one.
+This was once a loose assert in the unit tests; timings belong here, where they are measured on a quiet machine and
+kept per CPU model instead of failing a test on a busy one. Load times: benchmarks/load_time.py.
 
     .venv/bin/python benchmarks/timings.py [--rounds N]     # also part of `make bench`
 """
@@ -22,7 +22,7 @@ from course_utils.explorer import SamplingExplorer
 from course_utils.sampling import SamplingConfig
 from course_utils.widgets import ExplorerWidget
 
-TARGETS = {"warm load_model() s": 1.5, "explorer redraw ms": 300.0}
+TARGETS = {"explorer redraw ms": 300.0}
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -34,16 +34,6 @@ def cpu_model() -> str:
         if match:
             return match.group(1).strip()
     return platform.processor() or platform.machine()
-
-
-def warm_load_seconds(rounds: int) -> list[float]:
-    load_model(device="cpu")  # the first load may convert the weights; later ones are warm
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        load_model(device="cpu")
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def redraw_milliseconds(rounds: int) -> list[float]:
@@ -62,8 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
-    measured = {"warm load_model() s": statistics.median(warm_load_seconds(args.rounds)),
-                "explorer redraw ms": statistics.median(redraw_milliseconds(args.rounds))}
+    measured = {"explorer redraw ms": statistics.median(redraw_milliseconds(args.rounds))}
     cpu = cpu_model()
     print(f"CPU: {cpu}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     for name, value in measured.items():
