@@ -12,7 +12,6 @@ import json
 import platform
 import re
 import statistics
-import time
 from pathlib import Path
 
 import torch
