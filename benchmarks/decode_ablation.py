@@ -1,9 +1,11 @@
 """Where decoding time goes on this CPU, and what each speed-up of the course model buys.
 
 1. Kernels: one float32 product of a few rows against each weight shape of SmolLM2-135M, MKL (``F.linear``)
-   against oneDNN (``linear_backend``), with weights cycled through so they come from memory, not cache.
-2. Ablation: greedy KV-cached decoding of the real model, batch 1 and 8, with each speed-up switched on or off:
-   oneDNN products, and joined q/k/v and gate/up weights (one product instead of three, and of two).
+   against oneDNN (``fast_inference.linear``), with weights cycled through so they come from memory, not cache.
+2. Ablation: greedy KV-cached decoding of the real model, batch 1 and 8: the plain model (``load_model(fast=False)``)
+   and the fast one (``fast_inference.make_fast``) with each of its speed-ups switched on or off: complex-number RoPE
+   (in every fast variant), oneDNN products (with separate weights only the output head is wide enough to use it),
+   and joined q/k/v and gate/up weights (one product instead of three, and of two).
    All variants run in turns in one process; medians are reported.
 3. Profile: the share of one decoding run spent in matrix products.
 
@@ -20,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from course_utils import linear_backend, load_model
+from course_utils import fast_inference, load_model
 from course_utils.generation import NO_EOS, generate
 
 PROMPT = "The history of the printing press begins in the fifteenth century, when"
@@ -48,7 +50,7 @@ def kernel_table(rows: int, repeats: int) -> dict:
         weights = [torch.randn(out_features, in_features) for _ in range(copies)]
         x = torch.randn(rows, in_features)
         seconds = {}
-        for backend, product in (("mkl", F.linear), ("onednn", linear_backend.linear)):
+        for backend, product in (("mkl", F.linear), ("onednn", fast_inference.linear)):
             with torch.inference_mode():
                 for weight in weights:
                     product(x, weight)
@@ -69,22 +71,24 @@ def separate_weights(model) -> None:
         parameter.data = parameter.data.clone()
 
 
-def ablation(joined, separate, tokenizer, batch: int, new_tokens: int, repeats: int) -> dict:
-    """Tokens/s of each variant; ``joined`` is the course model, ``separate`` a copy after ``separate_weights``."""
+def ablation(plain, joined, separate, tokenizer, batch: int, new_tokens: int, repeats: int) -> dict:
+    """Tokens/s of each variant; ``plain`` is ``load_model(fast=False)``, ``joined`` the course model (fast),
+    ``separate`` a fast copy after ``separate_weights``."""
     prompts = [tokenizer.encode(PROMPT)] * batch
-    variants = {"baseline (MKL, separate products)": (separate, False), "oneDNN products": (separate, True),
-                "joined q/k/v, gate/up": (joined, False), "both (the course model)": (joined, True)}
+    variants = {"plain model (fast=False)": (plain, False), "fast, complex RoPE only": (separate, False),
+                "+ oneDNN output head": (separate, True), "+ joined q/k/v, gate/up (MKL)": (joined, False),
+                "fast, all (the course model)": (joined, True)}
     outputs, times = {}, {name: [] for name in variants}
 
     def run(name: str) -> float:
         model, onednn = variants[name]
-        linear_backend.settings.use_onednn = onednn
+        fast_inference.settings.use_onednn = onednn
         try:
             start = time.perf_counter()
             outputs[name] = generate(model, prompts, max_new_tokens=new_tokens, eos_id=NO_EOS).tokens
             return time.perf_counter() - start
         finally:
-            linear_backend.settings.use_onednn = True
+            fast_inference.settings.use_onednn = True
 
     for name in variants:
         run(name)  # warm-up
@@ -131,11 +135,12 @@ def main() -> None:
         print(f"\nweight read speed, {rows} row(s) x weight (GB/s)\n{'weight':<24}{'shape':>14}{'MKL':>8}{'oneDNN':>8}")
         for name, row in table.items():
             print(f"{name:<24}{str(tuple(row['shape'])):>14}{row['mkl_gb_s']:>8.1f}{row['onednn_gb_s']:>8.1f}")
+    plain, _ = load_model(device="cpu", dtype=torch.float32, fast=False)
     joined, tokenizer = load_model(device="cpu", dtype=torch.float32)
     separate, _ = load_model(device="cpu", dtype=torch.float32)
     separate_weights(separate)
     for batch in (1, 8):
-        results[f"ablation_b{batch}"] = row = ablation(joined, separate, tokenizer, batch, new_tokens, repeats)
+        results[f"ablation_b{batch}"] = row = ablation(plain, joined, separate, tokenizer, batch, new_tokens, repeats)
         print(f"\ngreedy decoding, batch {batch}, {new_tokens} new tokens (tokens/s, speed-up)")
         for name, speed in row["tokens_per_s"].items():
             print(f"  {name:<36}{speed:>8.1f}{row['speedup'][name]:>7.2f}x")

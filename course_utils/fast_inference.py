@@ -1,0 +1,247 @@
+"""The inference fast path: the plain model's function computed with fewer, faster operations (``make_fast``).
+
+``load_model()`` applies ``make_fast`` to the plain ``model.LlamaModel``; ``load_model(fast=False)`` does not. Three
+tricks, each a pure speed-up of the same function (float32 sums may differ in the last bits):
+
+1. Fused products. q/k/v of a block (and gate/up) are stored as consecutive row blocks of ONE matrix; each
+   projection's ``weight`` is a view of its block, so module names, the state dict and LoRA targets stay as they were,
+   and in-place updates (``load_state_dict``, optimiser steps, ``lora.merge_lora``) land in the joint matrix that the
+   fused product reads. One product for q/k/v instead of three, one for gate/up instead of two.
+2. oneDNN routing. Decoding multiplies a few rows by every weight matrix, so its speed is how fast a kernel streams
+   the weights from memory. On CPU, float32 ``F.linear`` goes to MKL; for weights with more outputs than inputs
+   (fused q/k/v, fused gate/up, the output head) oneDNN's inner-product kernel, inside every PyTorch CPU build, read
+   them faster on the machines measured (``benchmarks/decode_ablation.py``; ``settings.use_onednn`` switches it off).
+3. Complex-number RoPE. Pair (a, b) read as a + ib: the rotation is one complex product with cos + i·sin, built once
+   per forward pass for all layers (interleaved layout, float32/float64).
+
+Never entered where it would change what is computed or trained: in grad mode (training) every module runs its
+plain forward; a projection wrapped by LoRA (or whose weight was replaced, e.g. by ``model.to(dtype)``) is called as
+its own module and its group's fused product is skipped. ``make_fast`` again after ``model.to(...)`` re-fuses.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .model import MLP, Attention, KVCache, LlamaModel, RopeTables, apply_rotary
+
+__all__ = ["make_fast", "make_plain", "is_fast", "linear", "uses_onednn", "settings", "join_weights", "joined_weight",
+           "rotate_complex", "ONEDNN_AVAILABLE", "MAX_ONEDNN_ROWS"]
+
+# ---- 2. oneDNN routing --------------------------------------------------------------------------------------------
+
+ONEDNN_AVAILABLE = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+MAX_ONEDNN_ROWS = 32  # above this many rows (prefill, training) MKL's matrix-matrix kernel is already efficient
+
+
+class _Settings:
+    """Switch for A/B measurements: ``fast_inference.settings.use_onednn = False`` forces plain ``F.linear``."""
+
+    use_onednn: bool = True
+
+
+settings = _Settings()
+
+
+def uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> bool:
+    """True when ``linear(x, weight, bias)`` would run on oneDNN rather than ``F.linear``.
+
+    oneDNN is chosen for weights with more outputs than inputs (fused q/k/v, fused gate/up, the output head), at most
+    ``MAX_ONEDNN_ROWS`` rows of float32 on CPU, and only when no gradient has to flow through the product.
+    """
+    if not (settings.use_onednn and ONEDNN_AVAILABLE and weight.dim() == 2 and weight.shape[0] > weight.shape[1]):
+        return False
+    if x.dim() == 0 or x.numel() > MAX_ONEDNN_ROWS * x.shape[-1] or x.device.type != "cpu":
+        return False
+    if x.dtype != torch.float32 or weight.dtype != torch.float32 or not weight.is_contiguous():
+        return False
+    if bias is not None and bias.dtype != torch.float32:
+        return False
+    needs_grad = x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
+    return not (torch.is_grad_enabled() and needs_grad)
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x @ weight.T + bias``, the same function as ``F.linear`` (float32 sums may differ in the last bits)."""
+    if uses_onednn(x, weight, bias):
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    return F.linear(x, weight, bias)
+
+
+class FastLinear(nn.Linear):
+    """``nn.Linear`` whose product runs through ``linear`` (used for the output head)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            return super().forward(x)
+        return linear(x, self.weight, self.bias)
+
+
+# ---- 1. fused products ---------------------------------------------------------------------------------------------
+
+def join_weights(layers: list[nn.Linear]) -> None:
+    """Store the weights of ``layers`` (same input size, no bias) as consecutive row blocks of ONE matrix.
+
+    Each ``layer.weight`` becomes a view of its block, so in-place updates of a layer's weight land in the joint
+    matrix; ``joined_weight`` hands the whole matrix to a single product.
+    """
+    joint = torch.cat([layer.weight.detach() for layer in layers])  # [sum of rows, in]
+    start = 0
+    for layer in layers:
+        rows = layer.weight.shape[0]
+        layer.weight = nn.Parameter(joint[start:start + rows], requires_grad=layer.weight.requires_grad)
+        start += rows
+
+
+def joined_weight(layers: list[nn.Module]) -> torch.Tensor | None:
+    """The matrix made by ``join_weights``, or None when one product would not be the same computation.
+
+    None in grad mode (the backward pass would have to split and re-join the gradients), when a layer is no longer a
+    plain ``nn.Linear`` without bias (e.g. wrapped by LoRA), or when the weights no longer lie back to back in one
+    storage (e.g. replaced by ``model.to(dtype)``: ``make_fast`` re-fuses them).
+    """
+    return None if torch.is_grad_enabled() else _joint_matrix(layers)
+
+
+def _joint_matrix(layers: list[nn.Module]) -> torch.Tensor | None:
+    """The joint matrix behind ``layers`` if their weights are still its consecutive row blocks, else None."""
+    weights = []
+    for layer in layers:
+        if type(layer) is not nn.Linear or layer.bias is not None:
+            return None
+        weights.append(layer.weight)
+    first = weights[0]
+    columns, storage, offset = first.shape[1], first.untyped_storage().data_ptr(), first.storage_offset()
+    for weight in weights:  # each block must start where the previous one ended, in the same storage
+        if (weight.storage_offset() != offset or weight.shape[1] != columns or weight.dtype != first.dtype
+                or not weight.is_contiguous() or weight.untyped_storage().data_ptr() != storage):
+            return None
+        offset += weight.numel()
+    rows = (offset - first.storage_offset()) // columns
+    return first.detach().as_strided((rows, columns), (columns, 1))
+
+
+# ---- 3. complex-number RoPE ----------------------------------------------------------------------------------------
+
+class ComplexRopeTables(NamedTuple):
+    """``model.RopeTables`` plus ``rotation = cos + i·sin`` [B or 1, T, 1, d/2], complex, built once per forward."""
+
+    cos: torch.Tensor
+    sin: torch.Tensor
+    rotation: torch.Tensor
+
+
+def _as_complex(pairs: torch.Tensor) -> torch.Tensor:
+    """View [..., 2] real pairs as complex numbers, copying first when the memory layout does not allow a view."""
+    strides_even = all(stride % 2 == 0 for stride in pairs.stride()[:-1]) and pairs.storage_offset() % 2 == 0
+    if pairs.stride(-1) != 1 or not strides_even:
+        pairs = pairs.clone(memory_format=torch.contiguous_format)
+    return torch.view_as_complex(pairs)
+
+
+def rotate_complex(x: torch.Tensor, rope: RopeTables | ComplexRopeTables, layout: str) -> torch.Tensor:
+    """``model.apply_rotary`` as one complex product per pair where it applies (interleaved, float32/float64).
+
+    (a + ib)(cos + i sin) = (a cos - b sin) + i(a sin + b cos): the RoFormer rotation, in fewer operations.
+    """
+    if layout != "interleaved" or x.dtype not in (torch.float32, torch.float64):
+        return apply_rotary(x, rope, layout)
+    rotation = getattr(rope, "rotation", None)
+    if rotation is None:
+        rotation = torch.complex(rope.cos, rope.sin)
+    pairs = x.unflatten(-1, (-1, 2))  # [B, T, heads, d/2, 2]
+    return torch.view_as_real(_as_complex(pairs) * rotation).flatten(-2)  # [B, T, heads, d]
+
+
+# ---- the fast modules: subclasses whose forward takes the fast route, the plain one otherwise -----------------------
+
+class FastAttention(Attention):
+    """``model.Attention`` with one fused q/k/v product and one complex rotation of q and k together."""
+
+    def forward(self, x: torch.Tensor, rope: RopeTables, mask: torch.Tensor | None, cache: KVCache | None,
+                layer: int) -> torch.Tensor:
+        if torch.is_grad_enabled():  # training: the plain, paper-shaped path
+            return super().forward(x, rope, mask, cache, layer)
+        batch, steps, _ = x.shape
+        heads, kv_heads, head_dim = self.n_heads, self.n_kv_heads, self.head_dim
+        qkv = joined_weight([self.q_proj, self.k_proj, self.v_proj])
+        if qkv is None:  # a projection is wrapped (LoRA) or was replaced: each is called as its own module
+            q = self.q_proj(x).view(batch, steps, heads, head_dim)  # [B, T, H, d]
+            k = self.k_proj(x).view(batch, steps, kv_heads, head_dim)  # [B, T, K, d]
+            v = self.v_proj(x).view(batch, steps, kv_heads, head_dim)  # [B, T, K, d]
+            q, k = rotate_complex(q, rope, self.rope_layout), rotate_complex(k, rope, self.rope_layout)
+            return self.attend(q, k, v, mask, cache, layer)
+        projected = linear(x, qkv).view(batch, steps, heads + 2 * kv_heads, head_dim)  # [B, T, H + 2K, d]
+        q_and_k = rotate_complex(projected[:, :, :heads + kv_heads], rope, self.rope_layout)  # [B, T, H + K, d]
+        q, k, v = q_and_k[:, :, :heads], q_and_k[:, :, heads:], projected[:, :, heads + kv_heads:]
+        return self.attend(q, k, v, mask, cache, layer)
+
+
+class FastMLP(MLP):
+    """``model.MLP`` with one fused gate/up product."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():  # training: the plain, paper-shaped path
+            return super().forward(x)
+        gate_up = joined_weight([self.gate_proj, self.up_proj])
+        if gate_up is None:  # a projection is wrapped (LoRA) or was replaced
+            return super().forward(x)
+        gate, up = linear(x, gate_up).chunk(2, dim=-1)  # [B, T, ffn] each
+        return self.down_proj(F.silu(gate) * up)
+
+
+class FastLlamaModel(LlamaModel):
+    """``model.LlamaModel`` whose RoPE tables also carry the complex rotation, built once for all layers."""
+
+    def rope_tables(self, positions: torch.Tensor) -> RopeTables | ComplexRopeTables:
+        tables = super().rope_tables(positions)
+        if torch.is_grad_enabled():
+            return tables
+        return ComplexRopeTables(tables.cos, tables.sin, torch.complex(tables.cos, tables.sin))
+
+
+_FAST_CLASSES = {LlamaModel: FastLlamaModel, Attention: FastAttention, MLP: FastMLP, nn.Linear: FastLinear}
+_PLAIN_CLASSES = {fast: plain for plain, fast in _FAST_CLASSES.items()}
+
+
+def _check_model(model) -> None:
+    if not isinstance(model, LlamaModel):
+        raise TypeError(f"expected a course_utils LlamaModel, got {type(model).__name__}")
+
+
+def make_fast(model: LlamaModel) -> LlamaModel:
+    """Convert ``model`` in place for fast inference and return it; calling it again re-fuses replaced weights.
+
+    Each module keeps its parameters, children and names: only its class becomes the fast subclass (whose forward
+    falls back to the plain one wherever the fast route does not apply). Layers wrapped by LoRA are left alone.
+    """
+    _check_model(model)
+    for block in model.layers:
+        attention, mlp = block.self_attn, block.mlp
+        for group in ([attention.q_proj, attention.k_proj, attention.v_proj], [mlp.gate_proj, mlp.up_proj]):
+            if all(type(layer) is nn.Linear and layer.bias is None for layer in group) and _joint_matrix(group) is None:
+                join_weights(group)
+    for module in [model, model.lm_head, *(m for block in model.layers for m in (block.self_attn, block.mlp))]:
+        fast_class = _FAST_CLASSES.get(type(module))
+        if fast_class is not None:
+            module.__class__ = fast_class
+    return model
+
+
+def make_plain(model: LlamaModel) -> LlamaModel:
+    """Undo ``make_fast`` in place (the weights stay fused views, which the plain modules read like any weight)."""
+    _check_model(model)
+    for module in model.modules():
+        plain_class = _PLAIN_CLASSES.get(type(module))
+        if plain_class is not None:
+            module.__class__ = plain_class
+    return model
+
+
+def is_fast(model: LlamaModel) -> bool:
+    """Whether ``make_fast`` has converted ``model``."""
+    _check_model(model)
+    return type(model) is FastLlamaModel
