@@ -23,10 +23,15 @@ RELATIVE_TOLERANCE = 1e-5  # fast vs plain float32 logits: max |difference| <= 1
 
 # ---- the oneDNN route ----------------------------------------------------------------------------------------------
 
+@pytest.fixture
+def single_rows_on_onednn(monkeypatch):
+    monkeypatch.setattr(fast_inference.settings, "onednn_single_row", True)
+
+
 @needs_onednn
 @pytest.mark.parametrize("shape", [(1, 1, 96), (8, 1, 96), (3, 96), (2, 5, 96)])
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_onednn_route_equals_f_linear(shape, with_bias):
+def test_onednn_route_equals_f_linear(shape, with_bias, single_rows_on_onednn):
     generator = torch.Generator().manual_seed(0)
     x, weight = torch.randn(shape, generator=generator), torch.randn(200, 96, generator=generator)
     bias = torch.randn(200, generator=generator) if with_bias else None
@@ -36,7 +41,7 @@ def test_onednn_route_equals_f_linear(shape, with_bias):
 
 
 @needs_onednn
-def test_onednn_route_is_taken_only_where_allowed(monkeypatch):
+def test_onednn_route_is_taken_only_where_allowed(monkeypatch, single_rows_on_onednn):
     x, weight = torch.randn(1, 64), torch.randn(96, 64)
     trained = torch.randn(96, 64, requires_grad=True)
     with torch.no_grad():
@@ -51,6 +56,19 @@ def test_onednn_route_is_taken_only_where_allowed(monkeypatch):
     assert uses_onednn(x, weight)  # grad mode on but nothing requires a gradient
     monkeypatch.setattr(fast_inference.settings, "use_onednn", False)
     assert not uses_onednn(x, weight)
+
+
+@needs_onednn
+def test_single_rows_use_onednn_only_where_it_measured_faster(monkeypatch):
+    x, weight = torch.randn(1, 64), torch.randn(96, 64)
+    with torch.no_grad():
+        assert uses_onednn(torch.randn(2, 64), weight)  # several rows: always (where the other checks allow)
+        monkeypatch.setattr(fast_inference.settings, "onednn_single_row", False)
+        assert not uses_onednn(x, weight)
+        monkeypatch.setattr(fast_inference.settings, "onednn_single_row", None)  # measured once, then cached
+        measured = fast_inference.onednn_wins_single_row()
+        assert isinstance(measured, bool) and fast_inference.onednn_wins_single_row() is measured
+        assert uses_onednn(x, weight) is measured
 
 
 def test_gradients_flow_through_linear():
