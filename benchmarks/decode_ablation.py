@@ -75,20 +75,22 @@ def ablation(plain, joined, separate, tokenizer, batch: int, new_tokens: int, re
     """Tokens/s of each variant; ``plain`` is ``load_model(fast=False)``, ``joined`` the course model (fast),
     ``separate`` a fast copy after ``separate_weights``."""
     prompts = [tokenizer.encode(PROMPT)] * batch
-    variants = {"plain model (fast=False)": (plain, False), "fast, complex RoPE only": (separate, False),
-                "+ oneDNN output head": (separate, True), "+ joined q/k/v, gate/up (MKL)": (joined, False),
-                "fast, all (the course model)": (joined, True)}
+    # (model, use_onednn, onednn_single_row): None = oneDNN for one row only where it measured faster here
+    variants = {"plain model (fast=False)": (plain, False, None), "fast, complex RoPE only": (separate, False, None),
+                "+ oneDNN output head (forced)": (separate, True, True),
+                "+ joined q/k/v, gate/up (MKL)": (joined, False, None), "all tricks forced": (joined, True, True),
+                "fast (the course model)": (joined, True, None)}
     outputs, times = {}, {name: [] for name in variants}
 
     def run(name: str) -> float:
-        model, onednn = variants[name]
-        fast_inference.settings.use_onednn = onednn
+        model, onednn, single_row = variants[name]
+        fast_inference.settings.use_onednn, fast_inference.settings.onednn_single_row = onednn, single_row
         try:
             start = time.perf_counter()
             outputs[name] = generate(model, prompts, max_new_tokens=new_tokens, eos_id=NO_EOS).tokens
             return time.perf_counter() - start
         finally:
-            fast_inference.settings.use_onednn = True
+            fast_inference.settings.use_onednn, fast_inference.settings.onednn_single_row = True, None
 
     for name in variants:
         run(name)  # warm-up
@@ -127,7 +129,8 @@ def main() -> None:
     args = parser.parse_args()
     repeats, new_tokens = (1, 10) if args.quick else (3, 100)
     results = {"torch": torch.__version__, "threads": torch.get_num_threads(), "new_tokens": new_tokens,
-               "read_bandwidth_gb_s": read_bandwidth_gb_s()}
+               "read_bandwidth_gb_s": read_bandwidth_gb_s(),
+               "onednn_single_row_chosen": fast_inference.onednn_wins_single_row()}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"streaming read of 512 MiB: {results['read_bandwidth_gb_s']:.1f} GB/s")
     for rows in (1, 8):
