@@ -148,6 +148,7 @@ def test_conversions_break_the_fusion_safely_and_make_fast_restores_it(tiny_mode
         fast_tiny.double().float()  # real conversions replace every weight by its own tensor
         assert all(joined_weight(group) is None for group in _groups(fast_tiny))
         separate = fast_tiny(ids)
+        assert all(block.self_attn.fused is None and block.mlp.fused is None for block in fast_tiny.layers)  # freed
         make_fast(fast_tiny)
         assert all(joined_weight(group) is not None for group in _groups(fast_tiny))
         refused = fast_tiny(ids)
