@@ -19,7 +19,7 @@ tricks, each a pure speed-up of the same function (float32 sums may differ in th
 Never entered where it would change what is computed or trained: in grad mode (training) every module runs its
 plain forward; a projection wrapped by LoRA (or whose weight was replaced, e.g. by ``model.to(dtype)``) is called as
 its own module and its group's fused product is skipped. ``make_fast`` again after ``model.to(...)`` re-fuses.
-About 300 lines: the three tricks and the modules that use them are read together, as one alternative path.
+About 340 lines: the three tricks and the modules that use them are read together, as one alternative path.
 """
 from __future__ import annotations
 

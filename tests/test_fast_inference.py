@@ -171,7 +171,7 @@ def test_grad_mode_never_enters_the_fast_path(tiny_model, fast_tiny, monkeypatch
     def forbidden(*args, **kwargs):
         raise AssertionError("a fast-path kernel ran in grad mode")
 
-    for name in ("linear", "rotate_complex", "joined_weight"):
+    for name in ("linear", "rotate_complex", "joined_weight", "_fused_weight"):
         monkeypatch.setattr(fast_inference, name, forbidden)
     ids = _ids(tiny_model, (2, 7), 5)
     fast_logits, plain_logits = fast_tiny(ids), tiny_model(ids)  # grad mode: the plain code, bit for bit
