@@ -97,6 +97,7 @@ def import_course_utils() -> list[str]:
 
 REPLACED_MODULES = import_course_utils()
 
+from course_utils.fast_inference import make_fast  # noqa: E402
 from course_utils.generation import NO_EOS, generate  # noqa: E402
 from course_utils.lora import add_lora  # noqa: E402
 from course_utils.memory import MIB, MemoryReport, measure_training_step  # noqa: E402
@@ -119,8 +120,7 @@ def build_model(config: ModelConfig, device: torch.device, dtype: torch.dtype, s
     with torch.device(device):
         model = LlamaModel(config)
     model.to(dtype=dtype)
-    model.join_projections()  # ``to`` replaced the joined weights by separate tensors
-    return model
+    return make_fast(model)  # what load_model() applies for inference (training takes the plain path)
 
 
 def random_ids(config: ModelConfig, batch: int, tokens: int, device: torch.device, seed: int) -> torch.Tensor:

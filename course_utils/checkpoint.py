@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .model import ModelConfig
+from .config import ModelConfig
 
 # Per-layer tensors of a LLaMA block, as the course model names them (Hugging Face names without the "model." prefix)
 LAYER_TENSORS = ("input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.q_proj.weight",

@@ -7,8 +7,8 @@ import numpy as np
 import torch
 
 from .checkpoint import Checkpoint, check_tensor_names
+from .config import ModelConfig
 from .fetch import COURSE_MODEL_NAME, FETCH_HINT, verify_course_weights
-from .model import ModelConfig
 from .tokenizer import ChatTemplate
 
 _GGUF_LAYER_NAMES = {

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from .checkpoint import Checkpoint, check_tensor_names
-from .model import ModelConfig
+from .config import ModelConfig
 from .positional import permute_qk_rows
 from .tokenizer import ChatTemplate
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .cache_layout import TEMP_PREFIX, cache_dir, make_readable, staging_dir
 from .checkpoint import Checkpoint
-from .model import ModelConfig
+from .config import ModelConfig
 from .tokenizer import ChatTemplate
 
 CONVERTED_FORMAT = 2  # 2: digests in meta.json, entries keyed by the source path only
