@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -22,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from machine_info import cpu_model, results_path
 
 from course_utils import load_model
 from course_utils.cache_layout import default_weights_path
@@ -163,13 +163,9 @@ def machine() -> dict:
     import peft
     import transformers
 
-    cpu = platform.processor() or platform.machine()
-    if Path("/proc/cpuinfo").exists():
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "peft": peft.__version__, "dtype": "float32"}
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
+            "dtype": "float32"}
 
 
 def print_table(results: dict) -> None:
@@ -197,7 +193,7 @@ def print_table(results: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer tokens and repeats (a smoke run)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "compare_hf.json")
+    parser.add_argument("--out", type=Path, default=results_path("compare_hf"))
     args = parser.parse_args()
     repeats, new_tokens = (1, 20) if args.quick else (3, 200)
     course, tokenizer = load_model(device="cpu", dtype=torch.float32)

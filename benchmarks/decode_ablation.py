@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from machine_info import results_path
 
 from course_utils import fast_inference, load_model
 from course_utils.generation import NO_EOS, generate
@@ -125,7 +126,7 @@ def profile_share(model, tokenizer, new_tokens: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer tokens and repeats (a smoke run)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "decode_ablation.json")
+    parser.add_argument("--out", type=Path, default=results_path("decode_ablation"))
     args = parser.parse_args()
     repeats, new_tokens = (1, 10) if args.quick else (3, 100)
     results = {"torch": torch.__version__, "threads": torch.get_num_threads(), "new_tokens": new_tokens,

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import re
 import statistics
-from pathlib import Path
 
 import torch
+from machine_info import cpu_model, results_path
 
 from course_utils import load_model
 from course_utils.explorer import SamplingExplorer
@@ -22,17 +20,6 @@ from course_utils.sampling import SamplingConfig
 from course_utils.widgets import ExplorerWidget
 
 TARGETS = {"explorer redraw ms": 300.0}
-RESULTS = Path(__file__).parent / "results"
-
-
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux), for naming a results file per machine kind."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M)
-        if match:
-            return match.group(1).strip()
-    return platform.processor() or platform.machine()
 
 
 def redraw_milliseconds(rounds: int) -> list[float]:
@@ -57,8 +44,7 @@ def main() -> None:
     for name, value in measured.items():
         verdict = "meets" if value <= TARGETS[name] else "MISSES"
         print(f"{name:>22}: median {value:8.2f}  ({verdict} the target {TARGETS[name]:g})")
-    slug = re.sub(r"[^a-z0-9]+", "-", cpu.lower()).strip("-")
-    out = RESULTS / f"timings-{slug}.json"
+    out = results_path("timings")
     out.write_text(json.dumps({"cpu": cpu, "torch": torch.__version__, "rounds": args.rounds,
                                "median": measured, "targets": TARGETS}, indent=2) + "\n")
     print(f"saved {out}")
