@@ -5,7 +5,7 @@ import math
 import numbers
 from dataclasses import asdict, dataclass
 
-from .positional import ROPE_LAYOUTS
+from .rope import ROPE_LAYOUTS
 
 _POSITIVE_INTS = ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "max_seq_len")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .checkpoint import Checkpoint, check_tensor_names
 from .config import ModelConfig
-from .positional import permute_qk_rows
+from .rope import permute_qk_rows
 from .tokenizer import ChatTemplate
 
 ARCHITECTURES = ("LlamaForCausalLM",)

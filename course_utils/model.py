@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
-from .positional import rope_angles
+from .rope import rope_angles
 
 __all__ = ["ModelConfig", "RMSNorm", "RopeTables", "apply_rotary", "repeat_kv", "causal_mask", "attention",
            "KVCache", "Attention", "MLP", "Block", "LlamaModel", "parameter_breakdown"]

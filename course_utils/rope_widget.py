@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .positional import apply_rope, rope_angles, rope_inverse_frequencies
+from .rope import apply_rope, rope_angles, rope_inverse_frequencies
 from .validation import check_int, check_real
 
 

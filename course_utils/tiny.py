@@ -16,15 +16,13 @@ from torch import nn
 
 from .device import single_thread
 from .positional import (
-    ROPE_SCALINGS,
     LearnedPositionEmbedding,
     alibi_slopes,
-    apply_rope,
     relative_distances,
-    scaled_rope_angles,
     sinusoidal_encoding,
     t5_relative_buckets,
 )
+from .rope import ROPE_SCALINGS, apply_rope, scaled_rope_angles
 
 POSITION_SCHEMES = ("none", "sinusoidal", "learned", "relative", "alibi", "rope")
 IGNORE_INDEX = -100
@@ -132,7 +130,7 @@ class TinyTransformer(nn.Module):
         self.head = nn.Linear(config.dim, config.vocab_size)
 
     def forward(self, ids: torch.Tensor, rope_scaling: str = "none", rope_factor: float = 1.0) -> torch.Tensor:
-        """Logits [B, T, V]; ``rope_scaling`` / ``rope_factor`` as in ``positional.scaled_rope_angles`` (RoPE only)."""
+        """Logits [B, T, V]; ``rope_scaling`` / ``rope_factor`` as in ``rope.scaled_rope_angles`` (RoPE only)."""
         if ids.dim() != 2 or ids.shape[1] == 0:
             raise ValueError(f"ids must have shape [batch, time] with time >= 1, got {tuple(ids.shape)}")
         if ids.shape[1] > self.config.max_len:

@@ -11,7 +11,7 @@ from course_utils.model import (
     causal_mask,
     repeat_kv,
 )
-from course_utils.positional import apply_rope, rope_angles
+from course_utils.rope import apply_rope, rope_angles
 
 
 def test_kv_cache_matches_full_forward_tiny(tiny_model):

@@ -1,4 +1,4 @@
-"""Tests of course_utils.positional (and the pure logic of the RoPE widget)."""
+"""Tests of course_utils.positional and course_utils.rope (and the pure logic of the RoPE widget)."""
 from __future__ import annotations
 
 import math
@@ -11,19 +11,21 @@ from course_utils.positional import (
     LearnedPositionEmbedding,
     alibi_bias,
     alibi_slopes,
-    apply_rope,
-    interleaved_to_half_order,
-    ntk_scaled_base,
-    permute_qk_rows,
     relative_distances,
-    rope_angles,
-    rope_inverse_frequencies,
-    rope_wavelengths,
-    scaled_rope_angles,
     shaw_clipped_indices,
     sinusoidal_encoding,
     sinusoidal_offset_matrix,
     t5_relative_buckets,
+)
+from course_utils.rope import (
+    apply_rope,
+    interleaved_to_half_order,
+    ntk_scaled_base,
+    permute_qk_rows,
+    rope_angles,
+    rope_inverse_frequencies,
+    rope_wavelengths,
+    scaled_rope_angles,
 )
 from course_utils.rope_widget import pair_rotation_state
 
@@ -265,19 +267,17 @@ def _rope_by_rotation_matrices(x: torch.Tensor, positions: torch.Tensor, base: f
 
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-6), (torch.float32, 1e-5), (torch.bfloat16, 5e-2)])
 def test_interleaved_rope_is_roformers_rotation_in_every_dtype(dtype, tolerance):
-    """float32/64 take the complex-number route, bfloat16 the real one: both are the same rotation."""
+    """The pairwise formula equals RoFormer's block-diagonal rotation matrix in every dtype."""
     positions = torch.tensor([0, 1, 7, 300])
     x = torch.randn(2, 4, 8, generator=torch.Generator().manual_seed(5), dtype=torch.float64).to(dtype)
     cos, sin = rope_angles(positions, 8, 10000.0)
     expected = _rope_by_rotation_matrices(x, positions, 10000.0)
     torch.testing.assert_close(apply_rope(x, cos, sin).double(), expected, rtol=0, atol=tolerance)
-    torch.testing.assert_close(apply_rope(x, cos, sin, rotation=torch.complex(cos, sin)).double(), expected,
-                               rtol=0, atol=tolerance)
 
 
 def test_interleaved_rope_accepts_any_memory_layout():
     wide = torch.randn(3, 4, 9)
-    x = wide[..., 1:]  # an odd storage offset: cannot be viewed as complex numbers without a copy
+    x = wide[..., 1:]  # an odd storage offset and non-contiguous rows
     cos, sin = rope_angles(torch.arange(4), 8)
     torch.testing.assert_close(apply_rope(x, cos, sin), apply_rope(x.contiguous(), cos, sin))
     torch.testing.assert_close(apply_rope(x.transpose(0, 1), cos[:, None], sin[:, None]),
