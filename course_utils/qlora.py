@@ -45,7 +45,8 @@ def dequantize_q4_1(blocks: torch.Tensor) -> torch.Tensor:
     d, m = d_and_m[..., :1], d_and_m[..., 1:]                   # [rows, n_blocks, 1] each
     packed = blocks[..., 4:]                                    # [rows, n_blocks, 16]
     codes = torch.cat([packed & 0x0F, packed >> 4], dim=-1)     # [rows, n_blocks, 32]: weights 0-15, then 16-31
-    return (d * codes.float() + m).reshape(rows, n_blocks * BLOCK)
+    # d * q is exact in float32 (11-bit d times a 4-bit q), so the fused m + d * q rounds once, like d * q + m
+    return torch.addcmul(m, d, codes.float()).reshape(rows, n_blocks * BLOCK)
 
 
 def quantize_q4_1(weight: torch.Tensor) -> torch.Tensor:
@@ -207,6 +208,10 @@ def quantize_model_4bit(model: nn.Module, path: str | os.PathLike | None = None,
                                      f"this GGUF file, in float32, with its q/k rows in the GGUF's order?")
                 setattr(parent, child, Q4Linear(blocks))
                 replaced += 1
+    with torch.no_grad():   # own copies of the float tensors left, so the float file's memory map can be released
+        for param in model.parameters():
+            param.data = param.data.clone()
+    _reader.cache_clear()
     return replaced
 
 
