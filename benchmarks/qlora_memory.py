@@ -6,7 +6,8 @@ batch (8 dates) for a few steps with the same seed, and reports:
 - the summed parts of one step: weights + gradients + AdamW state + activations saved for backward;
 - peak RSS of the training steps alone (the peak is reset after loading, via /proc/self/clear_refs, since the 4-bit
   variant is built from a float model first);
-- median seconds per step, and the loss of every step (the two must agree: same weights).
+- median seconds per step (wall clock, and CPU time, which a busy shared machine disturbs less);
+- the loss of every step (the two must agree: same weights).
 
     .venv/bin/python benchmarks/qlora_memory.py [--steps N] [--accuracy N_DATES]
 """
@@ -67,10 +68,10 @@ def run_variant(variant: str, steps: int, batch_size: int, n_accuracy: int) -> d
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=2e-3)
     keys = {(str(t.device), t.untyped_storage().data_ptr()) for t in [*model.parameters(), *model.buffers()]}
-    losses, seconds, activations = [], [], 0
+    losses, seconds, cpu_seconds, activations = [], [], [], 0
     model.train()
     for step, (ids, labels) in enumerate(batches):
-        begin = time.perf_counter()
+        begin, cpu_begin = time.perf_counter(), time.process_time()
         if step == 0:
             with SavedTensorMeter(exclude=keys) as meter:
                 losses.append(train_step(model, optimizer, ids, labels, max_grad_norm=1.0))
@@ -78,6 +79,7 @@ def run_variant(variant: str, steps: int, batch_size: int, n_accuracy: int) -> d
         else:
             losses.append(train_step(model, optimizer, ids, labels, max_grad_norm=1.0))
         seconds.append(time.perf_counter() - begin)
+        cpu_seconds.append(time.process_time() - cpu_begin)   # CPU time: less disturbed by other processes
     model.eval()
     state = [v for s in optimizer.state.values() for v in s.values() if isinstance(v, torch.Tensor) and v.dim() > 0]
     parts = {"weights": sum(weight_bytes(model).values()), "gradients": unique_storage_bytes(params),
@@ -86,6 +88,7 @@ def run_variant(variant: str, steps: int, batch_size: int, n_accuracy: int) -> d
               "summed_parts": sum(parts.values()), "peak_rss_training": _status_kib("VmHWM") * 1024,
               "peak_rss_loading": load_peak, "load_seconds": load_seconds, "losses": losses,
               "seconds_per_step": statistics.median(seconds[1:] or seconds),
+              "cpu_seconds_per_step": statistics.median(cpu_seconds[1:] or cpu_seconds),
               "tokens_per_batch": [int(ids.numel()) for ids, _ in batches]}
     if n_accuracy:
         answers = greedy_answers(model, tokenizer, [e.prompt for e in test_examples], system=SYSTEM_PROMPT)
@@ -122,7 +125,8 @@ def main() -> None:
         parts = ", ".join(f"{k} {v / MIB:.1f}" for k, v in run["parts"].items())
         print(f"{name:>5}: weights {run['parts']['weights'] / MIB:6.1f} MiB · summed parts "
               f"{run['summed_parts'] / MIB:6.1f} MiB ({parts}) · peak RSS training "
-              f"{run['peak_rss_training'] / MIB:6.0f} MiB · {run['seconds_per_step']:.2f} s/step")
+              f"{run['peak_rss_training'] / MIB:6.0f} MiB · {run['seconds_per_step']:.2f} s/step "
+              f"({run['cpu_seconds_per_step']:.2f} CPU s)")
     print(f"largest loss difference over {args.steps} steps: {gap:.1e}")
     slug = re.sub(r"[^a-z0-9]+", "-", cpu.lower()).strip("-")
     out = RESULTS / f"qlora_memory-{slug}.json"
