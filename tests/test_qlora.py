@@ -187,3 +187,19 @@ def test_quantize_model_checks(course_weights, tiny_model):
         quantize_model_4bit(tiny_model, course_weights, targets=("lm_head",))
     with pytest.raises(ValueError, match="does not dequantise to the model's weight"):
         quantize_model_4bit(tiny_model, course_weights)   # not the model of this file
+
+
+def test_blocks_survive_dtype_moves_and_bf16_autocast():
+    layer = Q4Linear(_blocks(48, 96))
+    expected_weight = layer.weight.clone()
+    layer.to(torch.bfloat16)   # a model-wide dtype change must not touch the raw bytes
+    assert layer.blocks.dtype == torch.uint8 and torch.equal(layer.weight, expected_weight)
+    x = torch.randn(4, 96, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):   # the dtype policy of the CUDA path, on CPU
+        y = layer(x)
+    assert y.dtype == torch.bfloat16
+    (grad_x,) = torch.autograd.grad(y.float().sum(), x)
+    assert grad_x.dtype == torch.float32
+    reference = x.detach() @ expected_weight.T
+    assert (y.float() - reference).abs().max() <= 1e-2 * reference.abs().max()   # bf16 keeps ~3 digits
+    assert torch.allclose(grad_x, expected_weight.sum(0).expand(4, -1), rtol=2e-2, atol=2e-2)
