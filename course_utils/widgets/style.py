@@ -39,8 +39,7 @@ STYLE_SHEET = f"""<style>
 .{WIDGET_CLASS} .jupyter-widget-html-content table {{ line-height: 1.3; }}
 .{WIDGET_CLASS} img {{ max-width: 100%; height: auto; object-fit: contain; }}
 .{WIDGET_CLASS} .course-tokens {{ white-space: pre-wrap; overflow-wrap: anywhere; word-break: break-word; }}
-.{WIDGET_CLASS} .jupyter-widget-button, .{WIDGET_CLASS} .jupyter-widget-toggle-button {{ width: auto;
-  min-width: var(--jp-widgets-inline-width-tiny); padding: 0 0.8em; }}
+.{WIDGET_CLASS} .jupyter-button {{ width: auto; min-width: var(--jp-widgets-inline-width-tiny); padding: 0 0.9em; }}
 .{WIDGET_CLASS}.{BUSY_CLASS} .course-busy-note {{ font-weight: bold; }}
 </style>"""
 
@@ -55,7 +54,7 @@ def style_holder() -> widgets.HTML:
 def classroom_toggle(value: bool) -> widgets.ToggleButton:
     """The classroom switch shown on every widget."""
     value = check_bool("classroom", value)
-    toggle = widgets.ToggleButton(value=value, description="classroom mode", icon="expand",
+    toggle = widgets.ToggleButton(value=value, description="classroom mode",
                                   tooltip="larger controls, charts and text for a projector")
     toggle.add_class("course-classroom-toggle")
     return toggle
