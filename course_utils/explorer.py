@@ -156,25 +156,29 @@ def coloured_text_html(prompt: str, records: list[StepRecord], font_scale: float
             f'font-family:monospace;font-size:{1.0 * font_scale:.2f}em;line-height:1.6">{"".join(spans)}</div>')
 
 
-_CELL = "padding:0.2em 0.75em;text-align:left;vertical-align:top"  # log table cells
-_ROW_CELL = f"{_CELL};border-bottom:1px solid #e4e4e4;overflow-wrap:anywhere"
+# (header, share of the table's width): the table always fits its box; long tokens and settings wrap in their cell
+_LOG_COLUMNS = (("step", 7), ("token", 16), ("p model", 10), ("p sampled", 11), ("candidates", 13), ("mass kept", 10),
+                ("entropy (bits)", 12), ("settings", 21))
+_CELL = "padding:0.2em 0.5em;text-align:left;vertical-align:top;overflow-wrap:anywhere"
 
 
 def log_html(records: list[StepRecord], last: int = 12, font_scale: float = 1.0) -> str:
     """An HTML table of the last ``last`` steps, newest first (padded cells, a ruled header, tokens that wrap)."""
     last = check_int("last", last, minimum=1)
     font_scale = check_real("font_scale", font_scale, low=0, low_open=True)
-    names = ("step", "token", "p model", "p sampled", "candidates", "mass kept", "entropy (bits)", "settings")
+    columns = "".join(f'<col style="width:{share}%">' for _, share in _LOG_COLUMNS)
     header = "".join(f'<th style="{_CELL};border-bottom:2px solid #888;font-weight:bold">{name}</th>'
-                     for name in names)
+                     for name, _ in _LOG_COLUMNS)
     rows = []
     for r in reversed(records[-last:]):
         cells = (str(r.step), f"<code>{html.escape(token_label(r.text))}</code>", f"{r.prob_model:.3f}",
                  f"{r.prob_sampled:.3f}", str(r.n_kept), f"{r.kept_mass:.1%}", f"{r.entropy_after:.2f}",
                  html.escape(r.settings))
-        rows.append("<tr>" + "".join(f'<td style="{_ROW_CELL}">{cell}</td>' for cell in cells) + "</tr>")
-    return (f'<table class="course-log" style="font-size:{0.85 * font_scale:.2f}em;border-collapse:collapse">'
-            f'<tr>{header}</tr>{"".join(rows)}</table>')
+        rows.append("<tr>" + "".join(f'<td style="{_CELL};border-bottom:1px solid #e4e4e4">{cell}</td>'
+                                     for cell in cells) + "</tr>")
+    return (f'<table class="course-log" style="font-size:{0.85 * font_scale:.2f}em;border-collapse:collapse;'
+            f'table-layout:fixed;width:100%;max-width:64em;line-height:1.35">'
+            f'<colgroup>{columns}</colgroup><tr>{header}</tr>{"".join(rows)}</table>')
 
 
 class SamplingExplorer:

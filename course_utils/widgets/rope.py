@@ -83,13 +83,13 @@ class RopeWidget:
         figure = rope_pair_figure(state.q_rotated, state.k_rotated, title=title)
         scale = CLASSROOM_SCALE if self.classroom.value else 1.0
         buffer = io.BytesIO()
-        try:
-            figure.savefig(buffer, format="png", dpi=FIGURE_DPI * scale)
-            width = round(figure.get_figwidth() * FIGURE_DPI * scale)
+        try:  # "tight" keeps a title wider than the axes whole, as the notebook's inline figures do
+            figure.savefig(buffer, format="png", dpi=FIGURE_DPI * scale, bbox_inches="tight")
         finally:
             plt.close(figure)
-        self.picture.value = buffer.getvalue()
-        self.picture.layout.width = f"{width}px"
+        png = buffer.getvalue()
+        self.picture.value = png
+        self.picture.layout.width = f"{int.from_bytes(png[16:20], 'big')}px"  # the PNG's own width (IHDR)
         self.last_redraw_ms = 1000 * (time.perf_counter() - start)
         self.redraws += 1
 

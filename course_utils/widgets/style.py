@@ -35,8 +35,7 @@ STYLE_SHEET = f"""<style>
   --jp-widgets-slider-track-thickness: {_px(4)};
   --jp-widgets-input-padding: {_px(4)};
 }}
-.{WIDGET_CLASS} .jupyter-widget-html-content {{ line-height: 1.45; }}
-.{WIDGET_CLASS} .jupyter-widget-html-content table {{ line-height: 1.3; }}
+.{WIDGET_CLASS}.{WIDGET_CLASS} .jupyter-widget-html > .jupyter-widget-html-content {{ line-height: 1.45; }}
 .{WIDGET_CLASS} img {{ max-width: 100%; height: auto; object-fit: contain; }}
 .{WIDGET_CLASS} .course-tokens {{ white-space: pre-wrap; overflow-wrap: anywhere; word-break: break-word; }}
 .{WIDGET_CLASS} .jupyter-button {{ width: auto; min-width: var(--jp-widgets-inline-width-tiny); padding: 0 0.9em; }}
