@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -22,13 +21,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from machine_info import cpu_model, results_path
 
 from course_utils import load_model
+from course_utils.cache_layout import default_weights_path
 from course_utils.generation import NO_EOS, generate
+from course_utils.hf_dir import export_hf_dir
+from course_utils.load_weights import load_checkpoint
 from course_utils.lora import add_lora
 from course_utils.memory import measure_training_step
 from course_utils.training import masked_lm_loss
-from course_utils.weights import default_weights_path, export_hf_dir, load_checkpoint
 
 PROMPT = "The history of the printing press begins in the fifteenth century, when"
 
@@ -161,13 +163,9 @@ def machine() -> dict:
     import peft
     import transformers
 
-    cpu = platform.processor() or platform.machine()
-    if Path("/proc/cpuinfo").exists():
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "peft": peft.__version__, "dtype": "float32"}
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
+            "dtype": "float32"}
 
 
 def print_table(results: dict) -> None:
@@ -195,7 +193,7 @@ def print_table(results: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer tokens and repeats (a smoke run)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "compare_hf.json")
+    parser.add_argument("--out", type=Path, default=results_path("compare_hf"))
     args = parser.parse_args()
     repeats, new_tokens = (1, 20) if args.quick else (3, 200)
     course, tokenizer = load_model(device="cpu", dtype=torch.float32)

@@ -1,9 +1,11 @@
 """Where decoding time goes on this CPU, and what each speed-up of the course model buys.
 
 1. Kernels: one float32 product of a few rows against each weight shape of SmolLM2-135M, MKL (``F.linear``)
-   against oneDNN (``linear_backend``), with weights cycled through so they come from memory, not cache.
-2. Ablation: greedy KV-cached decoding of the real model, batch 1 and 8, with each speed-up switched on or off:
-   oneDNN products, and joined q/k/v and gate/up weights (one product instead of three, and of two).
+   against oneDNN (``fast_inference.linear``), with weights cycled through so they come from memory, not cache.
+2. Ablation: greedy KV-cached decoding of the real model, batch 1 and 8: the plain model (``load_model(fast=False)``)
+   and the fast one (``fast_inference.make_fast``) with each of its speed-ups switched on or off: complex-number RoPE
+   (in every fast variant), oneDNN products (with separate weights only the output head is wide enough to use it),
+   and joined q/k/v and gate/up weights (one product instead of three, and of two).
    All variants run in turns in one process; medians are reported.
 3. Profile: the share of one decoding run spent in matrix products.
 
@@ -19,8 +21,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from machine_info import results_path
 
-from course_utils import linear_backend, load_model
+from course_utils import fast_inference, load_model
 from course_utils.generation import NO_EOS, generate
 
 PROMPT = "The history of the printing press begins in the fifteenth century, when"
@@ -48,7 +51,7 @@ def kernel_table(rows: int, repeats: int) -> dict:
         weights = [torch.randn(out_features, in_features) for _ in range(copies)]
         x = torch.randn(rows, in_features)
         seconds = {}
-        for backend, product in (("mkl", F.linear), ("onednn", linear_backend.linear)):
+        for backend, product in (("mkl", F.linear), ("onednn", fast_inference.linear)):
             with torch.inference_mode():
                 for weight in weights:
                     product(x, weight)
@@ -69,22 +72,26 @@ def separate_weights(model) -> None:
         parameter.data = parameter.data.clone()
 
 
-def ablation(joined, separate, tokenizer, batch: int, new_tokens: int, repeats: int) -> dict:
-    """Tokens/s of each variant; ``joined`` is the course model, ``separate`` a copy after ``separate_weights``."""
+def ablation(plain, joined, separate, tokenizer, batch: int, new_tokens: int, repeats: int) -> dict:
+    """Tokens/s of each variant; ``plain`` is ``load_model(fast=False)``, ``joined`` the course model (fast),
+    ``separate`` a fast copy after ``separate_weights``."""
     prompts = [tokenizer.encode(PROMPT)] * batch
-    variants = {"baseline (MKL, separate products)": (separate, False), "oneDNN products": (separate, True),
-                "joined q/k/v, gate/up": (joined, False), "both (the course model)": (joined, True)}
+    # (model, use_onednn, onednn_single_row): None = oneDNN for one row only where it measured faster here
+    variants = {"plain model (fast=False)": (plain, False, None), "fast, complex RoPE only": (separate, False, None),
+                "+ oneDNN output head (forced)": (separate, True, True),
+                "+ joined q/k/v, gate/up (MKL)": (joined, False, None), "all tricks forced": (joined, True, True),
+                "fast (the course model)": (joined, True, None)}
     outputs, times = {}, {name: [] for name in variants}
 
     def run(name: str) -> float:
-        model, onednn = variants[name]
-        linear_backend.settings.use_onednn = onednn
+        model, onednn, single_row = variants[name]
+        fast_inference.settings.use_onednn, fast_inference.settings.onednn_single_row = onednn, single_row
         try:
             start = time.perf_counter()
             outputs[name] = generate(model, prompts, max_new_tokens=new_tokens, eos_id=NO_EOS).tokens
             return time.perf_counter() - start
         finally:
-            linear_backend.settings.use_onednn = True
+            fast_inference.settings.use_onednn, fast_inference.settings.onednn_single_row = True, None
 
     for name in variants:
         run(name)  # warm-up
@@ -119,11 +126,12 @@ def profile_share(model, tokenizer, new_tokens: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer tokens and repeats (a smoke run)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "decode_ablation.json")
+    parser.add_argument("--out", type=Path, default=results_path("decode_ablation"))
     args = parser.parse_args()
     repeats, new_tokens = (1, 10) if args.quick else (3, 100)
     results = {"torch": torch.__version__, "threads": torch.get_num_threads(), "new_tokens": new_tokens,
-               "read_bandwidth_gb_s": read_bandwidth_gb_s()}
+               "read_bandwidth_gb_s": read_bandwidth_gb_s(),
+               "onednn_single_row_chosen": fast_inference.onednn_wins_single_row()}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"streaming read of 512 MiB: {results['read_bandwidth_gb_s']:.1f} GB/s")
     for rows in (1, 8):
@@ -131,11 +139,12 @@ def main() -> None:
         print(f"\nweight read speed, {rows} row(s) x weight (GB/s)\n{'weight':<24}{'shape':>14}{'MKL':>8}{'oneDNN':>8}")
         for name, row in table.items():
             print(f"{name:<24}{str(tuple(row['shape'])):>14}{row['mkl_gb_s']:>8.1f}{row['onednn_gb_s']:>8.1f}")
+    plain, _ = load_model(device="cpu", dtype=torch.float32, fast=False)
     joined, tokenizer = load_model(device="cpu", dtype=torch.float32)
     separate, _ = load_model(device="cpu", dtype=torch.float32)
     separate_weights(separate)
     for batch in (1, 8):
-        results[f"ablation_b{batch}"] = row = ablation(joined, separate, tokenizer, batch, new_tokens, repeats)
+        results[f"ablation_b{batch}"] = row = ablation(plain, joined, separate, tokenizer, batch, new_tokens, repeats)
         print(f"\ngreedy decoding, batch {batch}, {new_tokens} new tokens (tokens/s, speed-up)")
         for name, speed in row["tokens_per_s"].items():
             print(f"  {name:<36}{speed:>8.1f}{row['speedup'][name]:>7.2f}x")

@@ -1,7 +1,7 @@
-"""What a learner waits for, against its target: a warm ``load_model()`` and a sampling-explorer redraw.
+"""What a learner waits for at the sampling explorer, against its target: the redraw after a slider move.
 
-These were once loose asserts in the unit tests; timings belong here, where they are measured on a quiet machine
-and kept per CPU model instead of failing a test on a busy one.
+This was once a loose assert in the unit tests; timings belong here, where they are measured on a quiet machine and
+kept per CPU model instead of failing a test on a busy one. Load times: benchmarks/load_time.py.
 
     .venv/bin/python benchmarks/timings.py [--rounds N]     # also part of `make bench`
 """
@@ -9,41 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import re
 import statistics
-import time
-from pathlib import Path
 
 import torch
+from machine_info import cpu_model, results_path
 
 from course_utils import load_model
 from course_utils.explorer import SamplingExplorer
 from course_utils.sampling import SamplingConfig
 from course_utils.widgets import ExplorerWidget
 
-TARGETS = {"warm load_model() s": 1.5, "explorer redraw ms": 300.0}
-RESULTS = Path(__file__).parent / "results"
-
-
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux), for naming a results file per machine kind."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M)
-        if match:
-            return match.group(1).strip()
-    return platform.processor() or platform.machine()
-
-
-def warm_load_seconds(rounds: int) -> list[float]:
-    load_model(device="cpu")  # the first load may convert the weights; later ones are warm
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        load_model(device="cpu")
-        times.append(time.perf_counter() - start)
-    return times
+TARGETS = {"explorer redraw ms": 300.0}
 
 
 def redraw_milliseconds(rounds: int) -> list[float]:
@@ -62,15 +38,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
-    measured = {"warm load_model() s": statistics.median(warm_load_seconds(args.rounds)),
-                "explorer redraw ms": statistics.median(redraw_milliseconds(args.rounds))}
+    measured = {"explorer redraw ms": statistics.median(redraw_milliseconds(args.rounds))}
     cpu = cpu_model()
     print(f"CPU: {cpu}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     for name, value in measured.items():
         verdict = "meets" if value <= TARGETS[name] else "MISSES"
         print(f"{name:>22}: median {value:8.2f}  ({verdict} the target {TARGETS[name]:g})")
-    slug = re.sub(r"[^a-z0-9]+", "-", cpu.lower()).strip("-")
-    out = RESULTS / f"timings-{slug}.json"
+    out = results_path("timings")
     out.write_text(json.dumps({"cpu": cpu, "torch": torch.__version__, "rounds": args.rounds,
                                "median": measured, "targets": TARGETS}, indent=2) + "\n")
     print(f"saved {out}")

@@ -1,6 +1,7 @@
 """course_utils: the helper package of the 'Generate, Position, Adapt' LLM course."""
+from .config import ModelConfig
 from .device import pick_device, seed_everything
 from .loading import load_model
-from .model import KVCache, LlamaModel, ModelConfig
+from .model import KVCache, LlamaModel
 
 __all__ = ["load_model", "pick_device", "seed_everything", "LlamaModel", "ModelConfig", "KVCache"]

@@ -1,4 +1,4 @@
-"""``load_model()``: weights -> (model, tokenizer) on the chosen device."""
+"""``load_model()``: weights -> (model, tokenizer) on the chosen device, converted for fast inference by default."""
 from __future__ import annotations
 
 import os
@@ -7,19 +7,24 @@ import torch
 from tokenizers import Tokenizer
 
 from .device import default_dtype, pick_device
+from .fast_inference import make_fast
 from .model import LlamaModel
 from .tokenizer import ChatTokenizer
 from .weights import load_checkpoint
 
 
 def load_model(path: str | os.PathLike | None = None, device: str | None = "auto",
-               dtype: torch.dtype | None = None) -> tuple[LlamaModel, ChatTokenizer]:
+               dtype: torch.dtype | None = None, fast: bool = True) -> tuple[LlamaModel, ChatTokenizer]:
     """Load the course model (or a local GGUF file / Hugging Face directory) and its tokenizer.
 
     ``path``: explicit weights > env ``COURSE_MODEL`` > the fetched course GGUF.
     ``device``: "auto" (cuda > mps > cpu, env ``COURSE_DEVICE`` overrides), "cpu", "cuda", "cuda:N" or "mps".
     ``dtype``: default float32 on CPU, bfloat16 on CUDA. The model is returned in eval mode.
+    ``fast``: True converts the model with ``fast_inference.make_fast`` (same function, faster inference; training
+    and LoRA-wrapped layers still take the plain path); False returns the plain ``model.LlamaModel``.
     """
+    if not isinstance(fast, bool):
+        raise TypeError(f"fast must be a bool, got {type(fast).__name__} {fast!r}")
     target = pick_device(device)
     dtype = dtype or default_dtype(target)
     checkpoint = load_checkpoint(path)
@@ -33,7 +38,8 @@ def load_model(path: str | os.PathLike | None = None, device: str | None = "auto
     model.load_state_dict(checkpoint.state_dict, strict=False, assign=True)
     model.tie_weights()
     model.to(device=target, dtype=dtype).eval()
-    model.join_projections()
+    if fast:
+        make_fast(model)
     if not checkpoint.tokenizer_json:
         raise ValueError("these weights come without a tokenizer (tokenizer.json); the course needs one")
     tokenizer = ChatTokenizer(Tokenizer.from_str(checkpoint.tokenizer_json), checkpoint.chat_template,

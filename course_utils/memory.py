@@ -1,21 +1,33 @@
 """Where the memory of a training step goes: weights, gradients, optimiser state, activations saved for backward.
 
-On any device the four parts are counted from the tensors themselves:
+On any device the parts are counted from the tensors themselves:
 - weights, gradients and optimiser state by summing the storages of the parameters, their ``.grad`` and the
   optimiser's state tensors;
-- activations by recording, with ``torch.autograd.graph.saved_tensors_hooks``, every tensor autograd keeps for the
-  backward pass (each storage counted once, parameters excluded since they are already counted as weights).
+- what autograd keeps for the backward pass by recording, with ``torch.autograd.graph.saved_tensors_hooks``, every
+  tensor it saves (each storage counted once, parameters excluded since they are already counted as weights).
+  Under autocast part of it is not an activation: autocast casts each float32 weight to bfloat16 before a matrix
+  product and autograd keeps that copy for backward. A ``TorchDispatchMode`` sees every cast as it happens; the saved
+  storages made by casting a parameter are reported as ``weight_casts`` (one copy per weight, whatever the batch),
+  the rest as ``activations`` (these grow with the number of tokens).
 On CUDA the allocator's own peak (``torch.cuda.max_memory_allocated``) is reported as well.
+
+The autocast policy that training runs under is ``device.autocast_for``.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 MIB = 2**20
+WEIGHT_CASTS = "weight casts (autocast)"  # the name of that part in MemoryReport.mib()
+# The ops through which autocast (and ``.to(dtype)``) makes a cast copy; ``aten.to`` decomposes into ``_to_copy``.
+_CAST_OPS = {torch.ops.aten._to_copy.default}
 
 
 def _storage_key(tensor: torch.Tensor) -> tuple[str, int]:
@@ -31,58 +43,171 @@ def unique_storage_bytes(tensors) -> int:
     return sum(seen.values())
 
 
-class SavedTensorMeter:
-    """Context manager that records the distinct storages autograd saves for backward; ``nbytes`` is their total.
+class _CastRecorder(TorchDispatchMode):
+    """Records the storages made by casting a parameter (``_to_copy`` of a tensor whose storage is in ``sources``).
 
-    Storages listed in ``exclude`` (e.g. the parameters) are not counted.
+    A recorded storage may be freed and its address reused by a new tensor: every fresh output of another op (one
+    that shares its storage with none of the op's inputs, i.e. not a view or an in-place result) is forgotten.
+    """
+
+    def __init__(self, sources: set[tuple[str, int]]):
+        super().__init__()
+        self.sources = sources
+        self.casts: set[tuple[str, int]] = set()
+
+    @staticmethod
+    def _keys(tree) -> list[tuple[str, int]]:
+        """Storage keys of the tensors in ``tree`` (tensors without a plain storage, e.g. sparse, are skipped)."""
+        keys = []
+        for tensor in tree_leaves(tree):
+            if isinstance(tensor, torch.Tensor):
+                try:
+                    keys.append(_storage_key(tensor))
+                except (RuntimeError, NotImplementedError):
+                    continue
+        return keys
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = self._keys((args, kwargs))
+        input_keys = set(inputs)
+        is_weight_cast = func in _CAST_OPS and bool(inputs) and inputs[0] in self.sources
+        for key in self._keys(out):
+            if key in input_keys:
+                continue
+            if is_weight_cast:
+                self.casts.add(key)
+            else:
+                self.casts.discard(key)
+        return out
+
+
+class SavedTensorMeter:
+    """Context manager that records the distinct storages autograd saves for backward.
+
+    ``exclude``: storage keys of the parameters (``parameter_keys(model)``). Parameters themselves are not counted;
+    copies of them made by a cast (autocast's bfloat16 weights) are counted in ``weight_casts``, everything else in
+    ``activations``. ``nbytes`` is their sum: every byte autograd keeps alive for backward beyond the parameters.
     """
 
     def __init__(self, exclude: set[tuple[str, int]] | None = None):
-        self.exclude = exclude or set()
+        if exclude is not None and not isinstance(exclude, (set, frozenset)):
+            raise TypeError(f"exclude must be a set of storage keys (see parameter_keys), got {type(exclude).__name__}")
+        self.exclude = set(exclude or ())
         self.storages: dict[tuple[str, int], int] = {}
+        self.cast_storages: dict[tuple[str, int], int] = {}
         self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda tensor: tensor)
+        self._recorder = _CastRecorder(self.exclude) if self.exclude else None
 
     def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
         key = _storage_key(tensor)
-        if key not in self.exclude:
+        if key in self.exclude:
+            return tensor
+        if self._recorder is not None and key in self._recorder.casts:
+            self.cast_storages[key] = tensor.untyped_storage().nbytes()
+        else:
             self.storages[key] = tensor.untyped_storage().nbytes()
         return tensor
 
     @property
-    def nbytes(self) -> int:
+    def activations(self) -> int:
+        """Bytes of saved storages that are not parameters nor casts of parameters."""
         return sum(self.storages.values())
 
+    @property
+    def weight_casts(self) -> int:
+        """Bytes of saved storages made by casting a parameter (autocast's low-precision weight copies)."""
+        return sum(self.cast_storages.values())
+
+    @property
+    def nbytes(self) -> int:
+        """Everything saved for backward beyond the parameters: activations + weight casts."""
+        return self.activations + self.weight_casts
+
     def __enter__(self) -> "SavedTensorMeter":
-        self._hooks.__enter__()
+        if self._recorder is not None:
+            self._recorder.__enter__()
+        try:
+            self._hooks.__enter__()
+        except BaseException:
+            if self._recorder is not None:
+                self._recorder.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
-        self._hooks.__exit__(*exc)
+        try:
+            self._hooks.__exit__(*exc)
+        finally:
+            if self._recorder is not None:
+                self._recorder.__exit__(*exc)
 
 
 @dataclass(frozen=True)
 class MemoryReport:
-    """Bytes of each part of a training step; ``cuda_peak`` is the allocator's peak on CUDA (else None)."""
+    """Bytes of each part of a training step; ``cuda_peak`` is the allocator's peak on CUDA (else None).
+
+    ``weight_casts``: the low-precision weight copies autocast made and autograd kept for backward (0 without
+    autocast); ``activations``: everything else saved for backward.
+    """
 
     weights: int
     gradients: int
     optimizer: int
     activations: int
     cuda_peak: int | None = None
+    weight_casts: int = 0
 
     @property
     def total(self) -> int:
-        return self.weights + self.gradients + self.optimizer + self.activations
+        """The sum of the parts. Not a peak: e.g. Adam's state is created after backward has freed the activations."""
+        return self.weights + self.gradients + self.optimizer + self.activations + self.weight_casts
 
     def mib(self) -> dict[str, float]:
-        """The four parts in MiB, in a fixed order (handy for tables and stacked bars)."""
-        return {"weights": self.weights / MIB, "gradients": self.gradients / MIB,
-                "optimizer state": self.optimizer / MIB, "activations": self.activations / MIB}
+        """The parts in MiB, in a fixed order (handy for tables and stacked bars); weight casts only when present."""
+        parts = {"weights": self.weights / MIB, "gradients": self.gradients / MIB,
+                 "optimizer state": self.optimizer / MIB, "activations": self.activations / MIB}
+        if self.weight_casts:
+            parts[WEIGHT_CASTS] = self.weight_casts / MIB
+        return parts
 
     def __str__(self) -> str:
         parts = ", ".join(f"{name} {value:,.1f}" for name, value in self.mib().items())
         peak = f", CUDA peak {self.cuda_peak / MIB:,.1f}" if self.cuda_peak is not None else ""
         return f"{parts} (total {self.total / MIB:,.1f} MiB{peak})"
+
+
+@dataclass(frozen=True)
+class LineFit:
+    """Least-squares line ``y = slope * x + intercept`` and its coefficient of determination ``r2``."""
+
+    slope: float
+    intercept: float
+    r2: float
+
+    def __call__(self, x: float) -> float:
+        return self.slope * x + self.intercept
+
+
+def fit_line(xs: Sequence[float], ys: Sequence[float]) -> LineFit:
+    """Ordinary least squares over at least 3 points (two points always lie on a line, so they prove nothing)."""
+    xs, ys = [float(x) for x in xs], [float(y) for y in ys]
+    if len(xs) != len(ys):
+        raise ValueError(f"fit_line needs one y per x, got {len(xs)} xs and {len(ys)} ys")
+    if len(xs) < 3:
+        raise ValueError(f"fit_line needs at least 3 points to test a line, got {len(xs)}")
+    if not all(math.isfinite(v) for v in xs + ys):
+        raise ValueError("fit_line needs finite numbers")
+    n = len(xs)
+    mean_x, mean_y = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mean_x) ** 2 for x in xs)
+    if sxx == 0:
+        raise ValueError("fit_line needs at least two distinct x values")
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sxx
+    intercept = mean_y - slope * mean_x
+    ss_tot = sum((y - mean_y) ** 2 for y in ys)
+    ss_res = sum((y - (slope * x + intercept)) ** 2 for x, y in zip(xs, ys))
+    return LineFit(slope, intercept, 1.0 - ss_res / ss_tot if ss_tot else 1.0)
 
 
 def parameter_keys(model: nn.Module) -> set[tuple[str, int]]:
@@ -124,6 +249,8 @@ def measure_training_step(model: nn.Module, run_loss: Callable[[], torch.Tensor]
     Gradients are counted after backward, the optimiser state after the step (AdamW keeps two moments per
     trained parameter). The gradients are cleared afterwards.
     """
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
     device = next(model.parameters()).device
     optimizer.zero_grad(set_to_none=True)
     _reset_cuda_peak(device)
@@ -137,4 +264,5 @@ def measure_training_step(model: nn.Module, run_loss: Callable[[], torch.Tensor]
     state = [value for per_param in optimizer.state.values() for value in per_param.values()
              if isinstance(value, torch.Tensor) and value.dim() > 0]
     return MemoryReport(weights=unique_storage_bytes(model.parameters()), gradients=gradients,
-                        optimizer=unique_storage_bytes(state), activations=meter.nbytes, cuda_peak=peak)
+                        optimizer=unique_storage_bytes(state), activations=meter.activations, cuda_peak=peak,
+                        weight_casts=meter.weight_casts)

@@ -1,64 +1,38 @@
-"""A readable LLaMA-style decoder (RMSNorm, grouped-query attention, SwiGLU, RoPE) with a KV cache.
+"""The LLaMA decoder as the papers write it: RMSNorm, RoPE, grouped-query attention, SwiGLU, and a KV cache.
 
-Module names follow Hugging Face's LlamaForCausalLM without the ``model.`` prefix, so LoRA targets such as
-``q_proj`` or ``v_proj`` mean the same thing here as in PEFT.
+Read it next to LLaMA (Touvron et al., 2023), RoFormer (Su et al., 2021) and "Attention Is All You Need" (Vaswani et
+al., 2017): every formula is a line of code here. Shapes use B batch, T new positions, S = past + T positions seen by
+attention, D model width, H query heads, K key/value heads, d head width, V vocabulary.
+
+Module names follow Hugging Face's LlamaForCausalLM without the ``model.`` prefix, so state dicts and LoRA targets
+such as ``q_proj`` or ``v_proj`` mean the same thing here as in PEFT.
+
+This is the plain model. ``load_model()`` converts it for inference with ``fast_inference.make_fast`` (fused
+products, faster CPU kernels, complex-number RoPE): the same function, computed with fewer operations.
+One file of ~350 lines on purpose, like nanoGPT's model.py: the whole decoder reads top to bottom in one place.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .linear_backend import linear
-from .positional import ROPE_LAYOUTS, apply_rope, rope_angles
+from .config import ModelConfig
+from .positional import rope_angles
 
-
-@dataclass
-class ModelConfig:
-    """Hyper-parameters of a LLaMA-family decoder. Defaults are SmolLM2-135M."""
-
-    vocab_size: int = 49152
-    dim: int = 576
-    n_layers: int = 30
-    n_heads: int = 9
-    n_kv_heads: int = 3
-    ffn_dim: int = 1536
-    norm_eps: float = 1e-5
-    rope_theta: float = 100000.0
-    max_seq_len: int = 8192
-    tie_embeddings: bool = True
-    rope_layout: str = "interleaved"
-    bos_id: int | None = 1
-    eos_id: int | None = 2
-    name: str = "SmolLM2-135M-Instruct"
-
-    def __post_init__(self) -> None:
-        for field in ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "max_seq_len"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"ModelConfig.{field} must be a positive integer, got {value!r}")
-        if self.dim % self.n_heads:
-            raise ValueError(f"dim={self.dim} is not divisible by n_heads={self.n_heads}")
-        if self.n_heads % self.n_kv_heads:
-            raise ValueError(f"n_heads={self.n_heads} is not a multiple of n_kv_heads={self.n_kv_heads}")
-        if self.head_dim % 2:
-            raise ValueError(f"RoPE needs an even head_dim, got {self.head_dim}")
-        if self.rope_layout not in ROPE_LAYOUTS:
-            raise ValueError(f"rope_layout must be one of {ROPE_LAYOUTS}, got {self.rope_layout!r}")
-
-    @property
-    def head_dim(self) -> int:
-        return self.dim // self.n_heads
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+__all__ = ["ModelConfig", "RMSNorm", "RopeTables", "apply_rotary", "repeat_kv", "causal_mask", "attention",
+           "KVCache", "Attention", "MLP", "Block", "LlamaModel", "parameter_breakdown"]
 
 
 class RMSNorm(nn.Module):
-    """x / sqrt(mean(x^2) + eps) * weight, computed in float32 (Zhang & Sennrich, 2019)."""
+    """RMSNorm (Zhang & Sennrich, 2019): x / sqrt(mean(x²) + eps) * weight, computed in float32.
+
+    Unlike LayerNorm it neither subtracts the mean nor adds a bias: it only rescales each vector to unit root mean
+    square, then multiplies by a learned gain per channel.
+    """
 
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -66,8 +40,70 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # F.rms_norm computes exactly the formula above, in one call instead of six
-        return F.rms_norm(x.float(), self.weight.shape, self.weight.float(), self.eps).to(x.dtype)
+        x32 = x.float()  # the mean of squares overflows or loses precision in 16-bit types
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + self.eps)  # [..., D] / [..., 1]
+        return (normed * self.weight.float()).to(x.dtype)
+
+
+class RopeTables(NamedTuple):
+    """cos and sin of every position's rotation angles m·θ_i, [B or 1, T, 1, d/2]: computed once per forward pass,
+    shared by all layers, broadcast over heads."""
+
+    cos: torch.Tensor
+    sin: torch.Tensor
+
+
+def apply_rotary(x: torch.Tensor, rope: RopeTables, layout: str) -> torch.Tensor:
+    """RoPE in real form (RoFormer, eq. 34): rotate each pair (x1, x2) of a head by its angle m·θ_i,
+
+        x1' = x1·cos(m·θ_i) − x2·sin(m·θ_i)
+        x2' = x1·sin(m·θ_i) + x2·cos(m·θ_i)
+
+    ``x``: [B, T, heads, d]. ``layout="interleaved"`` pairs adjacent dimensions (x0, x1), (x2, x3), ... (RoFormer,
+    GGUF); ``"half"`` pairs x_i with x_{i + d/2} (Hugging Face's ``rotate_half``).
+    """
+    cos, sin = rope.cos.to(x.dtype), rope.sin.to(x.dtype)  # [B or 1, T, 1, d/2]
+    if layout == "interleaved":
+        x1, x2 = x[..., 0::2], x[..., 1::2]  # [B, T, heads, d/2] each
+        rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # [B, T, heads, d/2, 2]
+        return rotated.flatten(-2)  # [B, T, heads, d]
+    x1, x2 = x.chunk(2, dim=-1)  # [B, T, heads, d/2] each
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # [B, T, heads, d]
+
+
+def repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Grouped-query attention (Ainslie et al., 2023): key/value head j serves query heads j·groups ... (j+1)·groups−1.
+
+    [B, K, S, d] -> [B, K·groups, S, d], each key/value head repeated ``groups`` times in a row.
+    """
+    if groups == 1:
+        return x
+    batch, kv_heads, length, head_dim = x.shape
+    expanded = x[:, :, None].expand(batch, kv_heads, groups, length, head_dim)  # [B, K, groups, S, d], no copy
+    return expanded.reshape(batch, kv_heads * groups, length, head_dim)  # [B, H, S, d]
+
+
+def causal_mask(q_len: int, k_len: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """[T, S] bool, True where query t may attend to key s: the T queries are the LAST T of S positions (with a KV
+    cache the first S − T are the past), so query t sits at position S − T + t and sees keys 0 .. S − T + t."""
+    return torch.ones(q_len, k_len, dtype=torch.bool, device=device).tril(k_len - q_len)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Scaled dot-product attention written out: softmax(q·kᵀ / √d, masked) · v, with grouped-query key/value heads.
+
+    ``q``: [B, H, T, d]; ``k``, ``v``: [B, K, S, d] with H a multiple of K. ``mask``: bool, broadcastable to
+    [B, H, T, S], True = may attend; None means causal (``causal_mask``). Returns [B, H, T, d]. Same function as
+    ``F.scaled_dot_product_attention(q, k, v, mask, enable_gqa=True)`` (``is_causal=True`` when mask is None).
+    """
+    heads, kv_heads, head_dim = q.shape[1], k.shape[1], q.shape[-1]
+    k, v = repeat_kv(k, heads // kv_heads), repeat_kv(v, heads // kv_heads)  # [B, H, S, d]
+    scores = q @ k.transpose(-2, -1) / math.sqrt(head_dim)  # [B, H, T, S]: how well query t matches key s
+    if mask is None:
+        mask = causal_mask(q.shape[2], k.shape[2], q.device)  # [T, S]
+    scores = scores.masked_fill(~mask, float("-inf"))  # masked keys get weight exp(-inf) = 0
+    weights = torch.softmax(scores.float(), dim=-1).to(v.dtype)  # [B, H, T, S], each row sums to 1
+    return weights @ v  # [B, H, T, d]: a weighted average of the values
 
 
 class KVCache:
@@ -77,6 +113,9 @@ class KVCache:
     """
 
     def __init__(self, config: ModelConfig, batch_size: int, max_len: int, device, dtype: torch.dtype):
+        for name, value in (("batch_size", batch_size), ("max_len", max_len)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
         if batch_size <= 0 or max_len <= 0:
             raise ValueError(f"batch_size and max_len must be positive, got {batch_size}, {max_len}")
         if max_len > config.max_seq_len:
@@ -95,7 +134,7 @@ class KVCache:
         return self.keys.shape[1]
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store new k/v at positions [length, length + T) of one layer; return all keys/values so far."""
+        """Store new k/v [B, K, T, d] at positions [length, length + T) of one layer; return all [B, K, S, d]."""
         end = self.length + k.shape[2]
         self.keys[layer, :, :, self.length:end] = k
         self.values[layer, :, :, self.length:end] = v
@@ -107,122 +146,58 @@ class KVCache:
         self.values = self.values[:, batch_index]
 
 
-class RopeTables(NamedTuple):
-    """The rotation of every position, computed once per forward pass and shared by all layers.
-
-    ``cos``, ``sin``: [B, T, 1, head_dim / 2] (broadcast over heads); ``rotation``: ``cos + i sin`` (complex).
-    """
-
-    cos: torch.Tensor
-    sin: torch.Tensor
-    rotation: torch.Tensor
-
-
-class Linear(nn.Linear):
-    """``nn.Linear`` whose product runs through ``linear_backend.linear`` (faster token-by-token decoding on CPU)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return linear(x, self.weight, self.bias)
-
-
-def join_weights(layers: list[nn.Linear]) -> None:
-    """Store the weights of ``layers`` (same input size, no bias) as consecutive row blocks of ONE matrix.
-
-    Each ``layer.weight`` becomes a view of its block, so the modules, their names and the state dict stay as they
-    were, and in-place updates (optimiser steps, ``load_state_dict``, LoRA merges) land in the joint matrix.
-    ``joined_weight`` then hands the whole matrix to a single product instead of one per layer.
-    """
-    joint = torch.cat([layer.weight.detach() for layer in layers])
-    start = 0
-    for layer in layers:
-        rows = layer.weight.shape[0]
-        layer.weight = nn.Parameter(joint[start:start + rows], requires_grad=layer.weight.requires_grad)
-        start += rows
-
-
-def joined_weight(layers: list[nn.Module]) -> torch.Tensor | None:
-    """The matrix made by ``join_weights``, or None when one product would not be the same computation.
-
-    Joined products serve inference only (autograd off): in training the backward pass would have to split and
-    re-join the gradients, which costs what the joined forward saves. None also when a layer is no longer a plain
-    ``Linear`` (e.g. wrapped by LoRA) or when the weights were replaced rather than updated in place (e.g. by
-    ``model.to(...)``: call ``LlamaModel.join_projections()`` again).
-    """
-    if torch.is_grad_enabled():
-        return None
-    weights = []
-    for layer in layers:
-        if type(layer) is not Linear or layer.bias is not None:
-            return None
-        weights.append(layer.weight)
-    first = weights[0]
-    columns, storage, offset = first.shape[1], first.untyped_storage().data_ptr(), first.storage_offset()
-    for weight in weights:  # each block must start where the previous one ended, in the same storage
-        if (weight.storage_offset() != offset or weight.shape[1] != columns or weight.dtype != first.dtype
-                or not weight.is_contiguous() or weight.untyped_storage().data_ptr() != storage):
-            return None
-        offset += weight.numel()
-    rows = (offset - first.storage_offset()) // columns
-    return first.detach().as_strided((rows, columns), (columns, 1))
-
-
 class Attention(nn.Module):
-    """Grouped-query self-attention: n_heads query heads share n_kv_heads key/value heads."""
+    """Causal self-attention with RoPE and grouped-query attention: H query heads share K key/value heads.
+
+    ``use_sdpa`` (default True) runs PyTorch's fused ``F.scaled_dot_product_attention``; False runs ``attention``,
+    the same computation written out (slower, for reading and checking).
+    """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, config.head_dim
         self.rope_layout = config.rope_layout
-        self.q_proj = Linear(config.dim, config.n_heads * config.head_dim, bias=False)
-        self.k_proj = Linear(config.dim, config.n_kv_heads * config.head_dim, bias=False)
-        self.v_proj = Linear(config.dim, config.n_kv_heads * config.head_dim, bias=False)
-        self.o_proj = Linear(config.n_heads * config.head_dim, config.dim, bias=False)
+        self.use_sdpa = True
+        self.q_proj = nn.Linear(config.dim, config.n_heads * config.head_dim, bias=False)
+        self.k_proj = nn.Linear(config.dim, config.n_kv_heads * config.head_dim, bias=False)
+        self.v_proj = nn.Linear(config.dim, config.n_kv_heads * config.head_dim, bias=False)
+        self.o_proj = nn.Linear(config.n_heads * config.head_dim, config.dim, bias=False)
 
-    def _rotate(self, x: torch.Tensor, rope: RopeTables) -> torch.Tensor:
-        return apply_rope(x, rope.cos, rope.sin, self.rope_layout, rotation=rope.rotation)
+    def forward(self, x: torch.Tensor, rope: RopeTables, mask: torch.Tensor | None, cache: KVCache | None,
+                layer: int) -> torch.Tensor:
+        batch, steps, _ = x.shape  # [B, T, D]
+        q = self.q_proj(x).view(batch, steps, self.n_heads, self.head_dim)  # [B, T, H, d]
+        k = self.k_proj(x).view(batch, steps, self.n_kv_heads, self.head_dim)  # [B, T, K, d]
+        v = self.v_proj(x).view(batch, steps, self.n_kv_heads, self.head_dim)  # [B, T, K, d]
+        q, k = apply_rotary(q, rope, self.rope_layout), apply_rotary(k, rope, self.rope_layout)
+        return self.attend(q, k, v, mask, cache, layer)
 
-    def _queries_keys_values(self, x: torch.Tensor, rope: RopeTables):
-        """q [B, T, H, d] and k, v [B, T, K, d], RoPE applied to q and k."""
-        batch, steps, _ = x.shape
-        heads, kv_heads, head_dim = self.n_heads, self.n_kv_heads, self.head_dim
-        qkv = joined_weight([self.q_proj, self.k_proj, self.v_proj])
-        if qkv is None:  # three products, e.g. while q_proj or v_proj carry LoRA
-            q = self.q_proj(x).view(batch, steps, heads, head_dim)
-            k = self.k_proj(x).view(batch, steps, kv_heads, head_dim)
-            v = self.v_proj(x).view(batch, steps, kv_heads, head_dim)
-            return self._rotate(q, rope), self._rotate(k, rope), v
-        # one product and one rotation for q and k together: fewer, larger operations decode faster
-        projected = linear(x, qkv).view(batch, steps, heads + 2 * kv_heads, head_dim)
-        q_and_k = self._rotate(projected[:, :, :heads + kv_heads], rope)
-        return q_and_k[:, :, :heads], q_and_k[:, :, heads:], projected[:, :, heads + kv_heads:]
-
-    def forward(self, x, rope: RopeTables, mask, cache: KVCache | None, layer: int) -> torch.Tensor:
-        batch, steps, _ = x.shape
-        q, k, v = (t.transpose(1, 2) for t in self._queries_keys_values(x, rope))
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+               cache: KVCache | None, layer: int) -> torch.Tensor:
+        """Attention of the new positions' rotated q [B, T, H, d] over the cached and new k, v [B, T, K, d]; o_proj."""
+        batch, steps = q.shape[:2]
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, d], [B, K, T, d]
         if cache is not None:
-            k, v = cache.write(layer, k, v)
-        is_causal = mask is None and steps > 1
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
-                                             enable_gqa=self.n_kv_heads != self.n_heads)
-        return self.o_proj(out.transpose(1, 2).reshape(batch, steps, -1))
+            k, v = cache.write(layer, k, v)  # [B, K, S, d]
+        if self.use_sdpa:  # one fused kernel; mask None = causal (LlamaModel passes a mask whenever S > T > 1)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and steps > 1,
+                                                 enable_gqa=self.n_kv_heads != self.n_heads)
+        else:
+            out = attention(q, k, v, mask)  # [B, H, T, d]
+        return self.o_proj(out.transpose(1, 2).reshape(batch, steps, -1))  # [B, T, H·d] -> [B, T, D]
 
 
 class MLP(nn.Module):
-    """SwiGLU feed-forward (Shazeer, 2020): down(silu(gate(x)) * up(x))."""
+    """SwiGLU feed-forward (Shazeer, 2020): down(silu(gate(x)) ⊙ up(x))."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.gate_proj = Linear(config.dim, config.ffn_dim, bias=False)
-        self.up_proj = Linear(config.dim, config.ffn_dim, bias=False)
-        self.down_proj = Linear(config.ffn_dim, config.dim, bias=False)
+        self.gate_proj = nn.Linear(config.dim, config.ffn_dim, bias=False)
+        self.up_proj = nn.Linear(config.dim, config.ffn_dim, bias=False)
+        self.down_proj = nn.Linear(config.ffn_dim, config.dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate_up = joined_weight([self.gate_proj, self.up_proj])
-        if gate_up is None:
-            gate, up = self.gate_proj(x), self.up_proj(x)
-        else:  # one product for both
-            gate, up = linear(x, gate_up).chunk(2, dim=-1)
-        return self.down_proj(F.silu(gate) * up)
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))  # [B, T, ffn] -> [B, T, D]
 
 
 class Block(nn.Module):
@@ -235,7 +210,8 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.dim, config.norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x, rope: RopeTables, mask, cache, layer):
+    def forward(self, x: torch.Tensor, rope: RopeTables, mask: torch.Tensor | None, cache: KVCache | None,
+                layer: int) -> torch.Tensor:
         x = x + self.self_attn(self.input_layernorm(x), rope, mask, cache, layer)
         return x + self.mlp(self.post_attention_layernorm(x))
 
@@ -245,31 +221,26 @@ class LlamaModel(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
+        if not isinstance(config, ModelConfig):
+            raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
         self.config = config
         self.embed_tokens = nn.Embedding(config.vocab_size, config.dim)
         self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.norm = RMSNorm(config.dim, config.norm_eps)
-        self.lm_head = Linear(config.dim, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
         self.tie_weights()
-        self.join_projections()
-
-    def join_projections(self) -> None:
-        """Store q/k/v and gate/up weights jointly per block (see ``join_weights``): same model, fewer products.
-
-        ``load_model`` calls this after moving the weights; call it again after ``model.to(...)``, which replaces
-        the weights by separate tensors (the model stays correct without it, only slower). Layers already wrapped
-        (e.g. by LoRA) are left alone.
-        """
-        for block in self.layers:
-            for group in ([block.self_attn.q_proj, block.self_attn.k_proj, block.self_attn.v_proj],
-                          [block.mlp.gate_proj, block.mlp.up_proj]):
-                if all(type(layer) is Linear for layer in group):
-                    join_weights(group)
 
     def tie_weights(self) -> None:
         """Share the embedding matrix with the output head when the config says so."""
         if self.config.tie_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
+
+    def set_sdpa(self, enabled: bool) -> None:
+        """Attention by ``F.scaled_dot_product_attention`` (True, the default) or written out (False) in every block."""
+        if not isinstance(enabled, bool):
+            raise TypeError(f"enabled must be a bool, got {type(enabled).__name__} {enabled!r}")
+        for block in self.layers:
+            block.self_attn.use_sdpa = enabled
 
     @property
     def device(self) -> torch.device:
@@ -283,16 +254,29 @@ class LlamaModel(nn.Module):
         """An empty KV cache for ``batch_size`` rows and up to ``max_len`` positions."""
         return KVCache(self.config, batch_size, max_len, self.device, self.dtype)
 
+    def validate_ids(self, input_ids: torch.Tensor) -> None:
+        """Raise a ValueError unless every token id lies in [0, vocab_size).
+
+        This reads tensor values, which on a GPU waits for the device (a host synchronisation). ``forward`` therefore
+        runs it only when a sequence starts (no cached past); decoding steps that extend a cache are not checked, so
+        a caller feeding ids of its own into a cache should call this once first.
+        """
+        if input_ids.numel() == 0:
+            return
+        low, high = torch.stack(torch.aminmax(input_ids)).tolist()  # one read-back for both
+        if low < 0 or high >= self.config.vocab_size:
+            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size - 1}], got values in [{low}, {high}]")
+
     def _check_input(self, input_ids: torch.Tensor, past: int, cache: KVCache | None) -> None:
+        """Types and shapes only: nothing here reads tensor values, so nothing waits for the device."""
+        if not isinstance(input_ids, torch.Tensor):
+            raise TypeError(f"input_ids must be a torch.Tensor of token ids, got {type(input_ids).__name__}")
+        if input_ids.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"input_ids must be integer token ids (int64 or int32), got dtype {input_ids.dtype}")
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must have shape [batch, time], got {tuple(input_ids.shape)}")
         if input_ids.shape[1] == 0:
             raise ValueError("empty input: give at least one token (is the prompt empty?)")
-        if input_ids.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"input_ids must be integer token ids, got dtype {input_ids.dtype}")
-        low, high = int(input_ids.min()), int(input_ids.max())
-        if low < 0 or high >= self.config.vocab_size:
-            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size - 1}], got values in [{low}, {high}]")
         total = past + input_ids.shape[1]
         if total > self.config.max_seq_len:
             raise ValueError(f"sequence of {total} tokens exceeds the context length of {self.config.max_seq_len}")
@@ -302,44 +286,56 @@ class LlamaModel(nn.Module):
             if cache.batch_size != input_ids.shape[0]:
                 raise ValueError(f"KV cache has batch {cache.batch_size}, input has batch {input_ids.shape[0]}")
 
+    def _positions_and_mask(self, batch: int, steps: int, past: int, attention_mask: torch.Tensor | None,
+                            device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """RoPE positions [B or 1, T] of the new tokens and the attention mask (None = plain causal)."""
+        if attention_mask is None:
+            positions = torch.arange(past, past + steps, device=device)[None]  # [1, T]
+            mask = causal_mask(steps, past + steps, device) if steps > 1 and past > 0 else None  # [T, S]
+            return positions, mask
+        if not isinstance(attention_mask, torch.Tensor):
+            raise TypeError(f"attention_mask must be a torch.Tensor, got {type(attention_mask).__name__}")
+        if attention_mask.shape != (batch, past + steps):
+            raise ValueError(f"attention_mask must have shape {(batch, past + steps)} (batch, past + new tokens), "
+                             f"got {tuple(attention_mask.shape)}")
+        keep = attention_mask.to(device=device, dtype=torch.bool)  # [B, S]: False on (left) padding
+        positions = (keep.long().cumsum(-1) - 1).clamp(min=0)[:, past:]  # [B, T]: padding does not count
+        own = torch.zeros(steps, past + steps, dtype=torch.bool, device=device)
+        own[torch.arange(steps), torch.arange(past, past + steps)] = True  # a padded query still sees itself
+        mask = (causal_mask(steps, past + steps, device) & keep[:, None, :]) | own  # [B, T, S]
+        return positions, mask[:, None]  # [B, 1, T, S]: broadcast over heads
+
+    def rope_tables(self, positions: torch.Tensor) -> RopeTables:
+        """cos/sin of the RoPE angles of ``positions`` [B or 1, T], shaped [B or 1, T, 1, d/2] for every layer."""
+        # positions come from arange/cumsum and are non-negative by construction: no value check (no GPU sync)
+        cos, sin = rope_angles(positions, self.config.head_dim, self.config.rope_theta, check=False)
+        return RopeTables(cos[:, :, None], sin[:, :, None])
+
     def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None,
                 attention_mask: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
-        """Logits for every position (or only the last one when ``last_only``).
+        """Logits [B, T, V] for every position (or [B, 1, V] for the last one when ``last_only``), float32.
 
         ``cache``: a KVCache; new keys/values are appended and ``cache.length`` advances.
         ``attention_mask``: [B, past + T], 1 for real tokens and 0 for (left) padding, covering cached positions too.
         RoPE positions then count only real tokens, as in Hugging Face.
+        Checked on every call: types and shapes. Token-id values are checked (``validate_ids``) only when a sequence
+        starts, i.e. without cached past: reading them back would make every decoding step wait for a GPU.
         """
         past = cache.length if cache is not None else 0
         self._check_input(input_ids, past, cache)
+        if past == 0:
+            self.validate_ids(input_ids)
         batch, steps = input_ids.shape
-        device = input_ids.device
-        if attention_mask is None:
-            positions = torch.arange(past, past + steps, device=device)[None]
-            mask = None
-            if steps > 1 and past > 0:
-                mask = torch.ones(steps, past + steps, dtype=torch.bool, device=device).tril(past)
-        else:
-            if attention_mask.shape != (batch, past + steps):
-                raise ValueError(f"attention_mask must have shape {(batch, past + steps)}, "
-                                 f"got {tuple(attention_mask.shape)}")
-            keep = attention_mask.to(device=device, dtype=torch.bool)
-            positions = (keep.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
-            causal = torch.ones(steps, past + steps, dtype=torch.bool, device=device).tril(past)
-            own = torch.zeros_like(causal)
-            own[torch.arange(steps), torch.arange(past, past + steps)] = True  # a padded query still sees itself
-            mask = ((causal & keep[:, None, :]) | own)[:, None]
-        cos, sin = rope_angles(positions, self.config.head_dim, self.config.rope_theta)
-        cos, sin = cos[:, :, None], sin[:, :, None]  # [B, T, 1, head_dim / 2]: broadcast over heads
-        rope = RopeTables(cos, sin, torch.complex(cos, sin))
-        x = self.embed_tokens(input_ids)
+        positions, mask = self._positions_and_mask(batch, steps, past, attention_mask, input_ids.device)
+        rope = self.rope_tables(positions)
+        x = self.embed_tokens(input_ids)  # [B, T, D]
         for index, layer in enumerate(self.layers):
             x = layer(x, rope, mask, cache, index)
         if cache is not None:
             cache.length = past + steps
         if last_only:
-            x = x[:, -1:]
-        return self.lm_head(self.norm(x)).float()
+            x = x[:, -1:]  # [B, 1, D]
+        return self.lm_head(self.norm(x)).float()  # [B, T, V]
 
 
 def parameter_breakdown(model: LlamaModel) -> dict[str, int]:

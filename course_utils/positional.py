@@ -200,10 +200,15 @@ def rope_inverse_frequencies(head_dim: int, base: float = 10000.0) -> torch.Tens
     return base ** (-exponents)
 
 
-def rope_angles(positions: torch.Tensor, head_dim: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of the rotation angle m * theta_i, shape ``positions.shape + (head_dim // 2,)``, float32."""
+def rope_angles(positions: torch.Tensor, head_dim: int, base: float = 10000.0,
+                check: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the rotation angle m * theta_i, shape ``positions.shape + (head_dim // 2,)``, float32.
+
+    ``check=False`` skips the test that positions are non-negative, which reads them back (on a GPU, a wait for the
+    device): the model passes it for positions it built itself, which cannot be negative.
+    """
     positions = torch.as_tensor(positions)
-    if positions.numel() and positions.min() < 0:
+    if check and positions.numel() and positions.min() < 0:
         raise ValueError("positions must be non-negative")
     inv_freq = rope_inverse_frequencies(head_dim, base).to(positions.device)
     angles = positions.to(torch.float64)[..., None] * inv_freq

@@ -5,7 +5,6 @@ answer tokens (including the end-of-turn token, so the model learns to stop) and
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -16,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .device import seed_everything
+from .device import autocast_for, seed_everything
 from .generation import generate
 from .validation import check_choice, check_int, check_real
 
@@ -97,13 +96,6 @@ def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     if not (targets != IGNORE_INDEX).any():
         raise ValueError("no answer tokens to learn from: every label is ignored")
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
-
-
-def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
-    """bfloat16 autocast on CUDA, nothing (float32) elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 @dataclass

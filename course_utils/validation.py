@@ -8,9 +8,10 @@ number here (``True`` as a temperature is a bug, not 1.0), and NaN is refused by
 from __future__ import annotations
 
 import math
+import numbers
+import sys
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
 __all__ = ["check_bool", "check_choice", "check_int", "check_real", "check_token_ids"]
@@ -30,8 +31,21 @@ def _suffix(hint: str | None) -> str:
     return f" ({hint})" if hint else ""
 
 
+def _is_bool(value) -> bool:
+    # NumPy is looked up, not imported: a NumPy bool can only exist once NumPy has been imported (the package itself
+    # needs only torch, so benchmarks/gpu_check.py runs where NumPy is absent)
+    np = sys.modules.get("numpy")
+    return isinstance(value, bool) or (np is not None and isinstance(value, np.bool_))
+
+
+def _is_array(value) -> bool:
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(value, np.ndarray)
+
+
 def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    # numbers.Integral covers int and NumPy's integer scalars (NumPy registers them)
+    return isinstance(value, numbers.Integral) and not _is_bool(value)
 
 
 def check_int(name: str, value, *, minimum: int | None = None, maximum: int | None = None,
@@ -78,7 +92,7 @@ def check_real(name: str, value, *, low: float | None = None, high: float | None
             raise TypeError(f"{name} must be {allowed}{_suffix(hint)}; a tensor must be 0-d and real, "
                             f"got shape {tuple(value.shape)} dtype {value.dtype}")
         value = value.item()
-    elif isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+    elif _is_bool(value) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be {allowed}{_suffix(hint)}, got {_shown(value)}")
     number = float(value)
     bad = (math.isnan(number) or (finite and math.isinf(number))
@@ -91,7 +105,7 @@ def check_real(name: str, value, *, low: float | None = None, high: float | None
 
 def check_bool(name: str, value, *, hint: str | None = None) -> bool:
     """``value`` if it is True or False (NumPy bools too), else TypeError: 0/1 or "yes" are not booleans here."""
-    if not isinstance(value, (bool, np.bool_)):
+    if not _is_bool(value):
         raise TypeError(f"{name} must be True or False{_suffix(hint)}, got {_shown(value)}")
     return bool(value)
 
@@ -123,7 +137,7 @@ def check_token_ids(name: str, ids, vocab_size: int | None = None):
             if low < 0 or (vocab_size is not None and high >= vocab_size):
                 raise ValueError(f"{name} must hold {allowed}, got ids from {low} to {high}")
         return ids
-    if isinstance(ids, np.ndarray):
+    if _is_array(ids):
         return check_token_ids(name, torch.from_numpy(ids), vocab_size)
 
     def walk(value, where: str):
@@ -131,7 +145,7 @@ def check_token_ids(name: str, ids, vocab_size: int | None = None):
             if value.dtype == torch.bool or value.is_floating_point() or value.is_complex():
                 raise TypeError(f"{name}{where} must be one of {allowed}, got a tensor of dtype {value.dtype}")
             value = value.item()
-        if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+        if isinstance(value, (str, bytes)) or not (isinstance(value, Sequence) or _is_array(value)):
             if not _is_int(value):
                 raise TypeError(f"{name}{where} must be one of {allowed}, got {_shown(value)}")
             number = int(value)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from course_utils import LlamaModel, ModelConfig, load_model
-from course_utils.weights import default_weights_path
+from course_utils.cache_layout import default_weights_path
 
 WEIGHT_FIXTURES = {"course_weights", "course_model"}
 

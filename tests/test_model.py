@@ -3,8 +3,15 @@ import pytest
 import torch
 
 from course_utils import ModelConfig
-from course_utils.lora import add_lora, merge_lora
-from course_utils.model import RMSNorm, joined_weight
+from course_utils.model import (
+    RMSNorm,
+    RopeTables,
+    apply_rotary,
+    attention,
+    causal_mask,
+    repeat_kv,
+)
+from course_utils.positional import apply_rope, rope_angles
 
 
 def test_kv_cache_matches_full_forward_tiny(tiny_model):
@@ -51,11 +58,38 @@ def test_output_head_is_tied_to_embeddings(tiny_model):
     (torch.tensor([[-1, 3]]), r"\[0, 96\]"),
     (torch.zeros(1, 129, dtype=torch.long), "context length of 128"),
     (torch.zeros(4, dtype=torch.long), "shape"),
-    (torch.zeros(1, 3), "integer"),
 ])
 def test_bad_inputs_raise_clear_errors(tiny_model, bad, message):
     with pytest.raises(ValueError, match=message):
         tiny_model(bad)
+
+
+@pytest.mark.parametrize("bad", [torch.zeros(1, 3), torch.zeros(1, 3, dtype=torch.bool), [[1, 2]]])
+def test_non_integer_ids_raise_type_error(tiny_model, bad):
+    with pytest.raises(TypeError, match="integer token ids|torch.Tensor"):
+        tiny_model(bad)
+
+
+def test_id_values_are_checked_when_a_sequence_starts_not_on_every_step(tiny_model, monkeypatch):
+    """Reading ids back is a GPU synchronisation: forward does it without cached past only (validate_ids)."""
+    calls = []
+    original = tiny_model.validate_ids
+    monkeypatch.setattr(tiny_model, "validate_ids", lambda ids: calls.append(ids.shape) or original(ids))
+    cache = tiny_model.new_cache(1, 8)
+    with torch.no_grad():
+        tiny_model(torch.tensor([[1, 2, 3]]), cache=cache)
+        tiny_model(torch.tensor([[4]]), cache=cache)
+        tiny_model(torch.tensor([[5, 6]]), cache=cache)
+        tiny_model(torch.tensor([[1, 2]]))
+    assert calls == [(1, 3), (1, 2)]
+    with pytest.raises(ValueError, match=r"\[0, 96\], got values in \[-2, 200\]"):
+        tiny_model.validate_ids(torch.tensor([[-2, 200]]))
+
+
+def test_rope_angles_check_can_be_skipped():
+    with pytest.raises(ValueError, match="non-negative"):
+        rope_angles(torch.tensor([-1]), 8)
+    rope_angles(torch.tensor([-1]), 8, check=False)  # the model's own positions: no read-back
 
 
 def test_cache_overflow_and_batch_mismatch_raise(tiny_model):
@@ -66,10 +100,29 @@ def test_cache_overflow_and_batch_mismatch_raise(tiny_model):
         tiny_model(torch.zeros(2, 2, dtype=torch.long), cache=cache)
 
 
-@pytest.mark.parametrize("field, value", [("n_heads", 5), ("n_kv_heads", 3), ("rope_layout", "spiral"), ("dim", 0)])
+_SMALL = dict(vocab_size=10, dim=32, n_layers=1, n_heads=4, n_kv_heads=2, ffn_dim=8)
+
+
+@pytest.mark.parametrize("field, value", [("n_heads", 5), ("n_kv_heads", 3), ("rope_layout", "spiral"), ("dim", 0),
+                                          ("norm_eps", 0.0), ("rope_theta", float("inf"))])
 def test_invalid_config_raises(field, value):
     with pytest.raises(ValueError, match=field if field != "n_heads" else "divisible"):
-        ModelConfig(**{**dict(vocab_size=10, dim=32, n_layers=1, n_heads=4, n_kv_heads=2, ffn_dim=8), field: value})
+        ModelConfig(**{**_SMALL, field: value})
+
+
+@pytest.mark.parametrize("field, value", [("dim", 32.0), ("n_layers", True), ("norm_eps", "1e-5"),
+                                          ("tie_embeddings", 1), ("eos_id", 2.0)])
+def test_config_of_the_wrong_type_raises_type_error(field, value):
+    with pytest.raises(TypeError, match=field):
+        ModelConfig(**{**_SMALL, field: value})
+
+
+def test_config_lives_in_its_own_module_and_is_re_exported():
+    import course_utils
+    import course_utils.config
+    import course_utils.model
+
+    assert course_utils.ModelConfig is course_utils.config.ModelConfig is course_utils.model.ModelConfig
 
 
 def test_real_model_config_matches_smollm2(course_model):
@@ -114,68 +167,7 @@ def test_real_model_answers_paris(course_model):
 
 
 
-# ---- joined q/k/v and gate/up weights ------------------------------------------------------------------------------
-
-def _groups(model):
-    for block in model.layers:
-        yield [block.self_attn.q_proj, block.self_attn.k_proj, block.self_attn.v_proj]
-        yield [block.mlp.gate_proj, block.mlp.up_proj]
-
-
-def test_joined_weights_are_views_of_one_matrix(tiny_model):
-    for group in _groups(tiny_model):
-        assert len({layer.weight.untyped_storage().data_ptr() for layer in group}) == 1
-        with torch.no_grad():
-            joint = joined_weight(group)
-        torch.testing.assert_close(joint, torch.cat([layer.weight for layer in group]), rtol=0, atol=0)
-        assert joined_weight(group) is None  # grad mode: separate products, as in training
-
-
-def test_joined_and_separate_products_give_the_same_logits(tiny_model):
-    ids = torch.randint(0, tiny_model.config.vocab_size, (2, 11), generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        joined = tiny_model(ids)
-        tiny_model.float()  # a no-op conversion keeps the views
-        assert joined_weight(next(_groups(tiny_model))) is not None
-        tiny_model.double().float()  # real conversions replace every weight by its own tensor
-        assert all(joined_weight(group) is None for group in _groups(tiny_model))
-        separate = tiny_model(ids)
-        tiny_model.join_projections()
-        assert all(joined_weight(group) is not None for group in _groups(tiny_model))
-        rejoined = tiny_model(ids)
-    torch.testing.assert_close(separate, joined, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(rejoined, joined, rtol=1e-5, atol=1e-5)
-
-
-def test_in_place_updates_reach_the_joined_matrix(tiny_model):
-    """Optimiser steps and load_state_dict write into the views, so the joined product sees them."""
-    state = {name: torch.randn_like(value) for name, value in tiny_model.state_dict().items()}
-    tiny_model.load_state_dict(state)
-    attention = tiny_model.layers[1].self_attn
-    with torch.no_grad():
-        attention.v_proj.weight.add_(1.0)
-        joint = joined_weight([attention.q_proj, attention.k_proj, attention.v_proj])
-    torch.testing.assert_close(joint[-attention.v_proj.weight.shape[0]:], state["layers.1.self_attn.v_proj.weight"] + 1)
-
-
-def test_lora_wrapped_layers_fall_back_to_separate_products(tiny_model):
-    ids = torch.randint(0, tiny_model.config.vocab_size, (1, 7), generator=torch.Generator().manual_seed(4))
-    with torch.no_grad():
-        before = tiny_model(ids)
-    add_lora(tiny_model, targets=("q_proj", "v_proj"), r=2, alpha=4)
-    attention, mlp = tiny_model.layers[0].self_attn, tiny_model.layers[0].mlp
-    with torch.no_grad():
-        for module in tiny_model.modules():
-            if hasattr(module, "lora_B"):
-                module.lora_B.normal_()
-        assert joined_weight([attention.q_proj, attention.k_proj, attention.v_proj]) is None
-        assert joined_weight([mlp.gate_proj, mlp.up_proj]) is not None  # the MLP is still plain
-        adapted = tiny_model(ids)
-        merge_lora(tiny_model)
-        merged = tiny_model(ids)
-    assert (adapted - before).abs().max() > 1e-3  # the adapter changes the output, so the next check can fail
-    torch.testing.assert_close(merged, adapted, rtol=1e-4, atol=1e-4)
-
+# ---- the paper's pieces, each against a reference -------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_rmsnorm_is_the_formula(dtype):
@@ -189,3 +181,107 @@ def test_rmsnorm_is_the_formula(dtype):
         out = norm(x)
     assert out.dtype == dtype
     torch.testing.assert_close(out.double(), expected.to(dtype).double(), rtol=1e-5, atol=1e-5)
+
+
+def _random_qkv(batch, heads, kv_heads, q_len, k_len, head_dim=8, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    q = torch.randn(batch, heads, q_len, head_dim, generator=generator)
+    k = torch.randn(batch, kv_heads, k_len, head_dim, generator=generator)
+    v = torch.randn(batch, kv_heads, k_len, head_dim, generator=generator)
+    return q, k, v
+
+
+@pytest.mark.parametrize("heads, kv_heads", [(4, 4), (6, 2), (3, 1)])
+@pytest.mark.parametrize("q_len, k_len", [(5, 5), (1, 7), (3, 9)])
+def test_hand_written_attention_equals_sdpa(heads, kv_heads, q_len, k_len):
+    q, k, v = _random_qkv(2, heads, kv_heads, q_len, k_len)
+    ours = attention(q, k, v)  # causal, queries are the last q_len positions
+    if q_len == k_len or q_len == 1:
+        reference = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=q_len > 1, enable_gqa=True)
+    else:  # SDPA's is_causal aligns to the top-left: give the offset mask explicitly
+        reference = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(q_len, k_len),
+                                                                     enable_gqa=True)
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-5)
+    padding = torch.ones(2, 1, q_len, k_len, dtype=torch.bool)
+    padding[0, :, :, :2] = False  # row 0 has two padded keys
+    mask = causal_mask(q_len, k_len) & padding
+    mask[..., torch.arange(q_len), torch.arange(k_len - q_len, k_len)] = True  # every query sees itself
+    reference = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+    torch.testing.assert_close(attention(q, k, v, mask), reference, rtol=0, atol=1e-5)
+
+
+def test_repeat_kv_gives_each_query_head_its_group_key_head():
+    x = torch.arange(2 * 3 * 4 * 2, dtype=torch.float32).view(2, 3, 4, 2)
+    torch.testing.assert_close(repeat_kv(x, 3), x.repeat_interleave(3, dim=1), rtol=0, atol=0)
+    assert repeat_kv(x, 1) is x
+
+
+def _model_logits(model, ids, mask=None):
+    with torch.no_grad():
+        full = model(ids, attention_mask=mask)
+        cache = model.new_cache(ids.shape[0], ids.shape[1])
+        pieces = [model(ids[:, :5], cache=cache, attention_mask=None if mask is None else mask[:, :5])]
+        for t in range(5, ids.shape[1] - 3):
+            pieces.append(model(ids[:, t:t + 1], cache=cache, attention_mask=None if mask is None else mask[:, :t + 1]))
+        pieces.append(model(ids[:, -3:], cache=cache, attention_mask=mask))  # a chunk after a filled cache
+    return full, torch.cat(pieces, 1)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_model_with_hand_written_attention_equals_sdpa_with_and_without_cache(tiny_model, padded):
+    ids = torch.randint(1, tiny_model.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(7))
+    mask = None
+    if padded:
+        mask = torch.ones(2, 12, dtype=torch.long)
+        mask[1, :4] = 0
+        ids[1, :4] = 0
+    sdpa_full, sdpa_cached = _model_logits(tiny_model, ids, mask)
+    tiny_model.set_sdpa(False)
+    assert not any(block.self_attn.use_sdpa for block in tiny_model.layers)
+    manual_full, manual_cached = _model_logits(tiny_model, ids, mask)
+    torch.testing.assert_close(manual_full, sdpa_full, rtol=0, atol=1e-5)
+    torch.testing.assert_close(manual_cached, sdpa_cached, rtol=0, atol=1e-5)
+    torch.testing.assert_close(manual_cached, manual_full, rtol=0, atol=1e-5)
+    with pytest.raises(TypeError, match="bool"):
+        tiny_model.set_sdpa(1)
+
+
+@pytest.mark.parametrize("layout", ["interleaved", "half"])
+def test_apply_rotary_equals_positional_apply_rope(layout):
+    x = torch.randn(2, 5, 3, 16, generator=torch.Generator().manual_seed(8))
+    cos, sin = rope_angles(torch.arange(5), 16, 500.0)
+    tables = RopeTables(cos[None, :, None], sin[None, :, None])
+    reference = apply_rope(x, cos[None, :, None], sin[None, :, None], layout)
+    torch.testing.assert_close(apply_rotary(x, tables, layout), reference, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["interleaved", "half"])
+def test_rope_score_depends_only_on_the_distance(layout):
+    """RoFormer's relative property: <R_m q, R_n k> = <q, R_(n-m) k>, so shifting m and n together changes nothing."""
+    generator = torch.Generator().manual_seed(9)
+    q, k = torch.randn(1, 1, 1, 32, generator=generator, dtype=torch.float64), torch.randn(1, 1, 1, 32,
+                                                                                          generator=generator,
+                                                                                          dtype=torch.float64)
+
+    def score(m: int, n: int) -> float:
+        cos, sin = rope_angles(torch.tensor([[m], [n]]), 32, 10000.0)
+        def rotate(x: torch.Tensor, row: int) -> torch.Tensor:
+            tables = RopeTables(cos[row:row + 1, :, None].double(), sin[row:row + 1, :, None].double())
+            return apply_rotary(x, tables, layout)
+
+        return float((rotate(q, 0) * rotate(k, 1)).sum())
+
+    for m, n in [(3, 0), (10, 4), (0, 7)]:
+        for shift in (1, 50, 1000):
+            assert abs(score(m + shift, n + shift) - score(m, n)) < 1e-4
+    assert abs(score(5, 0) - score(6, 0)) > 1e-3  # but it does depend on m - n
+
+
+def test_model_module_holds_no_speed_tricks():
+    from pathlib import Path
+
+    import course_utils.model
+
+    source = Path(course_utils.model.__file__).read_text(encoding="utf-8")
+    for trick in ("as_strided", "data_ptr", "torch.ops.mkldnn", "view_as_complex"):
+        assert trick not in source

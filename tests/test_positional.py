@@ -230,7 +230,7 @@ def test_no_scaling_and_factor_one_change_nothing():
     (lambda: ntk_scaled_base(10000.0, 2, 2.0), "head_dim >= 4"),
     (lambda: permute_qk_rows(torch.ones(10, 3), 3, "half"), "multiple"),
     (lambda: pair_rotation_state((1, 0), (0, 1), 1, 1, pair_index=32, head_dim=64), r"\[0, 31\]"),
-    (lambda: pair_rotation_state((1, 0), (0, 1), -1, 1, pair_index=0), "non-negative"),
+    (lambda: pair_rotation_state((1, 0), (0, 1), -1, 1, pair_index=0), "query_position must be an integer >= 0"),
 ])
 def test_bad_arguments_raise_clear_errors(call, message):
     with pytest.raises(ValueError, match=message):
