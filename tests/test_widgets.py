@@ -133,3 +133,11 @@ def test_rope_widget_redraws_and_has_the_classroom_switch():
         RopeWidget(classroom="yes")
     with pytest.raises(ValueError, match="finite"):
         RopeWidget(q_pair=(float("nan"), 0.0))
+
+
+def test_old_import_paths_still_work_for_one_release():
+    from course_utils import rope_pair, rope_widget, widgets
+
+    assert rope_widget.rope_explorer is widgets.rope_explorer  # notebook 06 imports these two from rope_widget
+    assert rope_widget.pair_rotation_state is rope_pair.pair_rotation_state
+    assert widgets.ExplorerWidget.__module__ == "course_utils.widgets.sampling_explorer"
