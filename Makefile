@@ -16,7 +16,7 @@ TEST_ENV := COURSE_FAST=1 TQDM_DISABLE=1 PYDEVD_DISABLE_FILE_VALIDATION=1 OMP_WA
 NBSTRIPOUT_FLAGS := --keep-output --keep-count --keep-metadata-keys "metadata.widgets" \
 	--extra-keys "metadata.papermill cell.metadata.papermill"
 
-.PHONY: setup lab test test-unit test-notebooks test-one-thread test-autocast lint run bench gpu-check clean
+.PHONY: setup lab demo test test-unit test-notebooks test-one-thread test-autocast lint run bench gpu-check clean
 
 setup: $(VENV)/.installed
 	@$(PY) -m course_utils fetch
@@ -32,6 +32,18 @@ $(VENV)/.installed: pyproject.toml
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
+
+# Classroom demo: the sampling explorer and the RoPE widget as standalone pages (Voila: outputs and widgets, no code),
+# served on 127.0.0.1 only and offline; the [demo] extra (Voila) is installed on first use. Classroom size by default
+# (DEMO_CLASSROOM=0 for the normal size; each page also has its own toggle). README, "For teachers".
+DEMO_PORT ?= 8866
+DEMO_CLASSROOM ?= 1
+demo: setup
+	@$(PY) -c "import voila" 2>/dev/null || $(PY) -m pip install --quiet -e ".[demo]"
+	@echo "Sampling explorer: http://127.0.0.1:$(DEMO_PORT)/voila/render/sampling_explorer.ipynb"
+	@echo "RoPE widget:       http://127.0.0.1:$(DEMO_PORT)/voila/render/rope.ipynb   (Ctrl-C stops the server)"
+	COURSE_CLASSROOM=$(DEMO_CLASSROOM) TQDM_DISABLE=1 $(VENV)/bin/voila demo --no-browser --Voila.ip=127.0.0.1 \
+		--port=$(DEMO_PORT) --Voila.port_retries=0
 
 test: setup
 	$(TEST_ENV) $(PY) -m pytest -q tests notebooks --nbval-lax --nbval-current-env -p no:randomly

@@ -1,6 +1,7 @@
 """The logic behind the sampling explorer: cached next-token logits, warping, candidate table, coloured text, log.
 
 Everything here is plain Python and testable without a browser; `course_utils.widgets` only displays it.
+The HTML pieces carry inline styles, so they read the same inside a widget, in ``display(HTML(...))`` and in Voila.
 The model runs once per generated token; changing the sampling settings re-warps the cached logits.
 """
 from __future__ import annotations
@@ -150,21 +151,34 @@ def coloured_text_html(prompt: str, records: list[StepRecord], font_scale: float
         spans.append(f'<span class="explorer-token" title="{html.escape(title)}" '
                      f'style="background:{probability_colour(record.prob_model)};border-radius:3px">'
                      f'{html.escape(record.text)}</span>')
-    return (f'<div style="white-space:pre-wrap;font-family:monospace;font-size:{1.0 * font_scale:.2f}em;'
-            f'line-height:1.6">{"".join(spans)}</div>')
+    # pre-wrap keeps the text's own spaces and newlines; overflow-wrap breaks tokens without spaces at the edge
+    return (f'<div class="course-tokens" style="white-space:pre-wrap;overflow-wrap:anywhere;word-break:break-word;'
+            f'font-family:monospace;font-size:{1.0 * font_scale:.2f}em;line-height:1.6">{"".join(spans)}</div>')
+
+
+# (header, share of the table's width): the table always fits its box; long tokens and settings wrap in their cell
+_LOG_COLUMNS = (("step", 7), ("token", 16), ("p model", 10), ("p sampled", 11), ("candidates", 13), ("mass kept", 10),
+                ("entropy (bits)", 12), ("settings", 21))
+_CELL = "padding:0.2em 0.5em;text-align:left;vertical-align:top;overflow-wrap:anywhere"
 
 
 def log_html(records: list[StepRecord], last: int = 12, font_scale: float = 1.0) -> str:
-    """An HTML table of the last ``last`` steps, newest first."""
+    """An HTML table of the last ``last`` steps, newest first (padded cells, a ruled header, tokens that wrap)."""
     last = check_int("last", last, minimum=1)
-    header = ("<tr><th>step</th><th>token</th><th>p model</th><th>p sampled</th><th>candidates</th>"
-              "<th>mass kept</th><th>entropy (bits)</th><th>settings</th></tr>")
-    rows = [f"<tr><td>{r.step}</td><td><code>{html.escape(token_label(r.text))}</code></td>"
-            f"<td>{r.prob_model:.3f}</td><td>{r.prob_sampled:.3f}</td><td>{r.n_kept}</td>"
-            f"<td>{r.kept_mass:.1%}</td><td>{r.entropy_after:.2f}</td><td>{html.escape(r.settings)}</td></tr>"
-            for r in reversed(records[-last:])]
-    return (f'<table style="font-size:{0.85 * font_scale:.2f}em;border-collapse:collapse">'
-            f'{header}{"".join(rows)}</table>')
+    font_scale = check_real("font_scale", font_scale, low=0, low_open=True)
+    columns = "".join(f'<col style="width:{share}%">' for _, share in _LOG_COLUMNS)
+    header = "".join(f'<th style="{_CELL};border-bottom:2px solid #888;font-weight:bold">{name}</th>'
+                     for name, _ in _LOG_COLUMNS)
+    rows = []
+    for r in reversed(records[-last:]):
+        cells = (str(r.step), f"<code>{html.escape(token_label(r.text))}</code>", f"{r.prob_model:.3f}",
+                 f"{r.prob_sampled:.3f}", str(r.n_kept), f"{r.kept_mass:.1%}", f"{r.entropy_after:.2f}",
+                 html.escape(r.settings))
+        rows.append("<tr>" + "".join(f'<td style="{_CELL};border-bottom:1px solid #e4e4e4">{cell}</td>'
+                                     for cell in cells) + "</tr>")
+    return (f'<table class="course-log" style="font-size:{0.85 * font_scale:.2f}em;border-collapse:collapse;'
+            f'table-layout:fixed;width:100%;max-width:64em;line-height:1.35">'
+            f'<colgroup>{columns}</colgroup><tr>{header}</tr>{"".join(rows)}</table>')
 
 
 class SamplingExplorer:

@@ -7,7 +7,8 @@ import pytest
 
 from course_utils.explorer import SamplingExplorer
 from course_utils.sampling import SamplingConfig
-from course_utils.widgets import ExplorerWidget, PresetComparisonWidget
+from course_utils.widgets import CLASSROOM_SCALE, ExplorerWidget, PresetComparisonWidget, RopeWidget, rope_explorer
+from course_utils.widgets.style import CLASSROOM_CLASS
 
 PROMPT = "Once upon a time, in a small village,"
 
@@ -61,9 +62,45 @@ def test_prompt_seed_and_classroom_mode(widget):
     widget.next_button.click()
     widget.seed.value = 5
     assert widget.explorer.seed == 5 and widget.explorer.generated_ids == []
-    small = len(widget.plot.value)
-    widget.classroom.value = True
-    assert "font-size:1.60em" in widget.text.value and len(widget.plot.value) > small
+    small, small_width = len(widget.plot.value), int(widget.plot.layout.width.removesuffix("px"))
+    assert CLASSROOM_CLASS not in widget.ui._dom_classes
+    widget.classroom.value = True  # one switch: the whole box gets the class the style sheet scales, the chart grows
+    assert CLASSROOM_CLASS in widget.ui._dom_classes and len(widget.plot.value) > small
+    assert int(widget.plot.layout.width.removesuffix("px")) == round(small_width * CLASSROOM_SCALE)
+    assert f".{CLASSROOM_CLASS}" in widget.ui.children[0].value  # the style sheet travels inside the widget
+    widget.classroom.value = False
+    assert CLASSROOM_CLASS not in widget.ui._dom_classes
+
+
+def test_classroom_argument_and_wrapping_text(course_model):
+    model, tok = course_model
+    explorer = SamplingExplorer(model, tok, PROMPT, config=SamplingConfig(temperature=0.7), max_new_tokens=5)
+    widget = ExplorerWidget(explorer, classroom=True)
+    assert widget.classroom.value and CLASSROOM_CLASS in widget.ui._dom_classes
+    assert "overflow-wrap:anywhere" in widget.text.value
+    with pytest.raises(TypeError, match="classroom must be True or False"):
+        ExplorerWidget(explorer, classroom=1)
+
+
+def test_generate_shows_tokens_as_they_come_with_buttons_disabled(widget):
+    seen = []  # (text length, buttons disabled, generate label) at each text update while generating
+
+    def watch(change):
+        seen.append((len(change["new"]), [b.disabled for b in widget.buttons], widget.generate_button.description))
+
+    widget.text.observe(watch, names="value")
+    widget.generate_button.click()
+    widget.text.unobserve(watch, names="value")
+    during = seen  # the final refresh shows the same text again, so it is no change
+    assert len(during) == 3 and [length for length, _, _ in during] == sorted(length for length, _, _ in during)
+    assert all(all(disabled) and label == "generating…" for _, disabled, label in during)
+    assert not any(b.disabled for b in widget.buttons) and widget.generate_button.description == "generate 3"
+    assert len(widget.explorer.generated_ids) == 3 and "model calls" in widget.timing.value
+
+
+def test_log_table_is_padded_with_a_ruled_header(widget):
+    widget.next_button.click()
+    assert "<th style=\"padding:" in widget.log.value and "border-bottom:2px" in widget.log.value
 
 
 def test_preset_comparison_shows_each_preset(course_model):
@@ -73,5 +110,34 @@ def test_preset_comparison_shows_each_preset(course_model):
     assert set(comparison.explorers) == {"greedy", "hot"}
     assert all(len(e.generated_ids) == 3 for e in comparison.explorers.values())
     assert "<h4>greedy</h4>" in comparison.columns["greedy"].value
+    assert all(column.layout.border_left for column in comparison.columns.values())  # a rule between columns
+    comparison.classroom.value = True
+    assert CLASSROOM_CLASS in comparison.ui._dom_classes
     with pytest.raises(ValueError, match="presets"):
         PresetComparisonWidget(model, tok, PROMPT, presets={})
+
+
+def test_rope_widget_redraws_and_has_the_classroom_switch():
+    rope = RopeWidget(head_dim=8, max_position=16)
+    picture, caption = rope.picture.value, rope.caption.value
+    rope.query.value = 9
+    assert rope.picture.value != picture and "m = 9" in rope.caption.value and rope.caption.value != caption
+    width = int(rope.picture.layout.width.removesuffix("px"))
+    rope.classroom.value = True
+    assert CLASSROOM_CLASS in rope.ui._dom_classes
+    assert abs(int(rope.picture.layout.width.removesuffix("px")) - width * CLASSROOM_SCALE) < 0.05 * width
+    assert rope.ui.children[1].layout.flex_flow == "row wrap"  # sliders wrap onto new lines instead of shrinking
+    box = rope_explorer(head_dim=8, classroom=True)
+    assert "rope-explorer" in box._dom_classes and CLASSROOM_CLASS in box._dom_classes
+    with pytest.raises(TypeError, match="classroom must be True or False"):
+        RopeWidget(classroom="yes")
+    with pytest.raises(ValueError, match="finite"):
+        RopeWidget(q_pair=(float("nan"), 0.0))
+
+
+def test_old_import_paths_still_work_for_one_release():
+    from course_utils import rope_pair, rope_widget, widgets
+
+    assert rope_widget.rope_explorer is widgets.rope_explorer  # notebook 06 imports these two from rope_widget
+    assert rope_widget.pair_rotation_state is rope_pair.pair_rotation_state
+    assert widgets.ExplorerWidget.__module__ == "course_utils.widgets.sampling_explorer"

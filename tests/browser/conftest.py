@@ -1,6 +1,7 @@
 """Fixtures for the browser test: a JupyterLab server on 127.0.0.1 (token auth) and Debian's headless chromium.
 
-Without chromium the tests skip, unless COURSE_REQUIRE_BROWSER=1 (set by .ci/run), where they fail instead.
+Without chromium the tests skip, unless COURSE_REQUIRE_BROWSER=1 (set by .ci/run), where they fail instead. The demo
+test also needs Voila (the [demo] extra): it skips without it, unless COURSE_REQUIRE_DEMO=1.
 """
 from __future__ import annotations
 
@@ -99,6 +100,61 @@ def lab_url(tmp_path):
     process, url = start_jupyterlab(root, tmp_path / "jupyterlab.log")
     try:
         yield root, url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _missing_voila() -> None:
+    message = ("the demo test needs Voila: `pip install -e '.[demo]'` (what `make demo` installs). It skips without "
+               "it, unless COURSE_REQUIRE_DEMO=1, where it fails instead.")
+    if os.environ.get("COURSE_REQUIRE_DEMO") == "1":
+        pytest.fail(f"COURSE_REQUIRE_DEMO=1 but {message}")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def voila_url(tmp_path_factory):
+    """Serve a temporary copy of demo/ with Voila (as `make demo` does); yields a URL template with a {name} field."""
+    import importlib.util
+    import shutil
+
+    from course_utils.paths import REPO_ROOT
+
+    if importlib.util.find_spec("voila") is None:
+        _missing_voila()
+    root = tmp_path_factory.mktemp("demo")
+    for notebook in (REPO_ROOT / "demo").glob("*.ipynb"):
+        shutil.copy(notebook, root / notebook.name)
+    port = _free_port()
+    settings = root.parent / "voila-settings"
+    env = dict(os.environ, TQDM_DISABLE="1", PYDEVD_DISABLE_FILE_VALIDATION="1", OMP_WAIT_POLICY="PASSIVE",
+               JUPYTER_CONFIG_DIR=str(settings / "config"), JUPYTER_RUNTIME_DIR=str(settings / "runtime"))
+    env.pop("MPLBACKEND", None)
+    command = [sys.executable, "-m", "voila", str(root), "--no-browser", "--Voila.ip=127.0.0.1", f"--port={port}",
+               "--Voila.port_retries=0"]
+    log_path = root.parent / "voila.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"Voila exited with code {process.returncode}; log: {log_path}")
+            try:
+                with urllib.request.urlopen(f"{base}/", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Voila did not answer within {SERVER_START_TIMEOUT_S} s; "
+                                       f"log: {log_path}") from None
+                time.sleep(0.5)
+        yield f"{base}/voila/render/{{name}}"
     finally:
         process.terminate()
         try:

@@ -1,20 +1,25 @@
 """The sampling explorer in a real browser: JupyterLab + headless chromium, driven with playwright.
 
 Runs every cell of a temporary copy of lesson 03 (FAST mode), then drags the temperature and top-p sliders and
-clicks "next token", checking that the candidate count, the bar chart and the text change. On failure a screenshot
-lands in the test's temporary folder. Set COURSE_WRITE_SCREENSHOT=1 to refresh docs/explorer.png from this run.
+clicks "next token", checking that the candidate count, the bar chart and the text change; times slider -> new chart
+(arrow-key steps) and "generate 20" (tokens must appear while its buttons are disabled); then checks the layout at
+1024x768 and 1920x1080 in normal and classroom mode (tests/browser/browser_layout.py). Screenshots land in the test's
+temporary folder, never in the repository (`tools/widget_pictures.py` makes the pictures in docs/).
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
+import statistics
 import time
 
-from course_utils.paths import NOTEBOOKS_DIR, REPO_ROOT
+from browser_layout import check_layouts  # tests/browser/ is on sys.path (pytest prepends it)
+
+from course_utils.paths import NOTEBOOKS_DIR
 
 NOTEBOOK = NOTEBOOKS_DIR / "03_sampling_explorer.ipynb"
-TEST_BUDGET_S = 170  # page load + run all cells (FAST: about a minute on a busy 2-core box) + interactions
+TEST_BUDGET_S = 240  # page load + run all cells (FAST: about a minute on a busy 2-core box) + interactions
+INTERACTIONS_S = 100  # of which the interactions: drags, 5 timed steps, "generate 20", 4 layouts
 WIDGET_TIMEOUT_MS = 30_000
 CHANGE_TIMEOUT_S = 20.0
 EXPLORER = ".sampling-explorer"
@@ -85,7 +90,7 @@ def test_explorer_reacts_in_browser(chromium, lab_url, tmp_path):
     try:
         start = time.monotonic()
         page.goto(url.format(path=name), timeout=WIDGET_TIMEOUT_MS)
-        _run_all_cells(page, deadline=start + TEST_BUDGET_S - 40)  # 40 s left for the interactions
+        _run_all_cells(page, deadline=start + TEST_BUDGET_S - INTERACTIONS_S)
         timings["run all cells (s)"] = time.monotonic() - start
         explorer = page.locator(EXPLORER).first
         explorer.wait_for(timeout=WIDGET_TIMEOUT_MS)
@@ -119,13 +124,33 @@ def test_explorer_reacts_in_browser(chromium, lab_url, tmp_path):
         calls_after, _ = _wait_for_change(lambda: _model_calls(timing), calls_at_start)
         assert calls_after == calls_at_start + 1  # one new token = one forward pass
 
-        old_text = text.inner_text()  # a longer text for the screenshot: coloured tokens and a log
-        page.locator(f"{EXPLORER} button.explorer-generate").first.click()
-        _wait_for_change(text.inner_text, old_text)
-        explorer.screenshot(path=str(tmp_path / "explorer.png"))
-        if os.environ.get("COURSE_WRITE_SCREENSHOT") == "1":
-            shutil.copy(tmp_path / "explorer.png", REPO_ROOT / "docs" / "explorer.png")
+        redraw_s = []  # slider -> new chart in the page, one arrow-key step at a time
+        handle = page.locator(f"{EXPLORER} .explorer-temperature .noUi-handle").first
+        for _ in range(5):
+            old_source, pressed = plot.get_attribute("src"), time.monotonic()
+            handle.press("ArrowRight")
+            page.wait_for_function("([sel, old]) => document.querySelector(sel).getAttribute('src') !== old",
+                                   arg=[f"{EXPLORER} .explorer-plot", old_source], timeout=WIDGET_TIMEOUT_MS)
+            redraw_s.append(time.monotonic() - pressed)
+        timings["slider -> new chart, median of 5 (s)"] = statistics.median(redraw_s)
+
+        _drag_slider(page, "explorer-temperature", 0.45)  # about T=2.2: odd tokens, long ones without spaces
+        generate = page.locator(f"{EXPLORER} button.explorer-generate").first
+        lengths, pressed = {len(text.inner_text())}, time.monotonic()
+        generate.click()
+        page.wait_for_function("(sel) => document.querySelector(sel).disabled",
+                               arg=f"{EXPLORER} button.explorer-generate", timeout=WIDGET_TIMEOUT_MS)
+        assert "generating" in generate.inner_text()
+        while generate.is_disabled() and time.monotonic() - pressed < 60:
+            lengths.add(len(text.inner_text()))  # the text grows while the buttons are disabled
+            time.sleep(0.2)
+        timings["generate 20 (s)"] = time.monotonic() - pressed
+        assert not generate.is_disabled() and len(lengths) >= 3, sorted(lengths)
+
+        problems = check_layouts(page, EXPLORER, tmp_path, "lab-explorer", frame_selector=".jp-NotebookPanel")
         print("browser timings:", {key: round(value, 3) for key, value in timings.items()})
+        print("screenshots:", tmp_path)
+        assert not any(problems.values()), problems
     except BaseException:
         page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
         print(f"screenshot of the failure: {tmp_path / 'failure.png'}")

@@ -1,4 +1,8 @@
-"""ipywidgets shells over `course_utils.explorer`: they hold controls and outputs, the logic lives in explorer/plots."""
+"""The sampling explorer and the preset comparison: ipywidgets shells over `course_utils.explorer` (lesson 03).
+
+They hold controls and outputs only; the state and the HTML live in `course_utils.explorer`, the chart in
+`course_utils.plots.sampling`. Both take ``classroom=True`` (or the "classroom mode" toggle) for a projector.
+"""
 from __future__ import annotations
 
 import html
@@ -9,9 +13,18 @@ import ipywidgets as widgets
 from course_utils.explorer import SamplingExplorer, compare_presets, describe_config, log_html, plural
 from course_utils.plots.sampling import BEFORE_COLOUR, KEPT_COLOUR, REMOVED_COLOUR, CandidateChart
 from course_utils.sampling import SamplingConfig
-from course_utils.validation import check_int
+from course_utils.validation import check_bool, check_int
+from course_utils.widgets.style import (
+    BUSY_CLASS,
+    CLASSROOM_SCALE,
+    WIDGET_CLASS,
+    apply_classroom,
+    classroom_toggle,
+    slider_layout,
+    style_holder,
+    wrapping_row,
+)
 
-CLASSROOM_SCALE = 1.6
 CHART_DPI = 80
 LOG_ROWS = 8
 DEFAULT_PRESETS = {
@@ -28,8 +41,8 @@ COLOUR_KEY = (f'<small><span style="color:{BEFORE_COLOUR}">■</span> model prob
 
 
 def _slider(kind, description: str, css: str, **kwargs):
-    slider = kind(description=description, continuous_update=False, style={"description_width": "12em"},
-                  layout=widgets.Layout(width="30em"), **kwargs)
+    slider = kind(description=description, continuous_update=False, style={"description_width": "9.5em"},
+                  layout=slider_layout(), **kwargs)
     slider.add_class(css)
     return slider
 
@@ -38,20 +51,22 @@ class ExplorerWidget:
     """Prompt box, warper sliders, seed, buttons; shows candidate bars, their count/mass/entropy, coloured text, log.
 
     Moving a slider only re-warps the cached logits of the current step (``explorer.model_calls`` stays put);
-    ``last_redraw_ms`` holds the time of the latest redraw, ``redraws`` counts them.
+    ``last_redraw_ms`` holds the time of the latest redraw, ``redraws`` counts them. "generate N" shows each token
+    as it comes, with the buttons disabled until it is done.
     """
 
     def __init__(self, explorer: SamplingExplorer, generate_n: int = 20, classroom: bool = False):
         generate_n = check_int("generate_n", generate_n, minimum=1)
         if not isinstance(explorer, SamplingExplorer):
             raise TypeError(f"explorer must be a SamplingExplorer, got {type(explorer).__name__}")
+        classroom = check_bool("classroom", classroom)
         self.explorer = explorer
         self.generate_n = generate_n
         self.last_redraw_ms = 0.0
         self.redraws = 0
         config = explorer.config
         self.prompt = widgets.Textarea(value=explorer.prompt, description="prompt",
-                                       layout=widgets.Layout(width="48em", height="4em"))
+                                       layout=widgets.Layout(width="100%", max_width="48em", height="4.5em"))
         self.prompt.add_class("explorer-prompt")
         self.temperature = _slider(widgets.FloatSlider, "temperature", "explorer-temperature",
                                    value=config.temperature, min=0.0, max=5.0, step=0.05)
@@ -64,16 +79,16 @@ class ExplorerWidget:
         self.repetition_penalty = _slider(widgets.FloatSlider, "repetition penalty", "explorer-repetition",
                                           value=config.repetition_penalty, min=1.0, max=3.0, step=0.05)
         self.seed = widgets.BoundedIntText(value=explorer.seed, min=0, max=2**31 - 1, description="seed",
-                                           layout=widgets.Layout(width="12em"))
+                                           style={"description_width": "3em"}, layout=widgets.Layout(width="11em"))
         self.next_button = widgets.Button(description="next token", button_style="primary")
         self.generate_button = widgets.Button(description=f"generate {generate_n}")
         self.reset_button = widgets.Button(description="reset")
-        self.classroom = widgets.ToggleButton(value=classroom, description="classroom mode", icon="expand")
+        self.classroom = classroom_toggle(classroom)
         for button, css in ((self.next_button, "explorer-next"), (self.generate_button, "explorer-generate"),
                             (self.reset_button, "explorer-reset"), (self.classroom, "explorer-classroom")):
             button.add_class(css)
         self._charts: dict[float, CandidateChart] = {}  # one reusable chart per font scale
-        self.plot = widgets.Image(format="png")
+        self.plot = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
         self.plot.add_class("explorer-plot")
         self.count = widgets.HTML()
         self.count.add_class("explorer-count")
@@ -81,27 +96,36 @@ class ExplorerWidget:
         self.timing.add_class("explorer-timing")
         self.text = widgets.HTML()
         self.text.add_class("explorer-text")
-        self.log = widgets.HTML()
+        self.log = widgets.HTML(layout=widgets.Layout(max_width="100%", overflow="auto"))
         self.log.add_class("explorer-log")
 
         for slider in self.sliders:
             slider.observe(self._on_settings, names="value")
         self.prompt.observe(self._on_prompt, names="value")
         self.seed.observe(self._on_seed, names="value")
-        self.classroom.observe(lambda change: self.refresh(), names="value")
+        self.classroom.observe(self._on_classroom, names="value")
         self.next_button.on_click(lambda _: self._advance(1))
         self.generate_button.on_click(lambda _: self._advance(self.generate_n))
         self.reset_button.on_click(lambda _: self._reset())
 
-        controls = widgets.VBox([self.prompt, *self.sliders,
-                                 widgets.HBox([self.seed, self.next_button, self.generate_button, self.reset_button,
-                                               self.classroom])])
+        buttons = wrapping_row([self.seed, self.next_button, self.generate_button, self.reset_button,
+                                self.classroom])
+        controls = widgets.VBox([self.prompt, *self.sliders, buttons], layout=widgets.Layout(max_width="100%"))
         key = widgets.HTML(COLOUR_KEY + "<br>" + SETTINGS_HINT)
-        chart_column = widgets.VBox([self.plot, key], layout=widgets.Layout(flex="0 0 auto"))
+        key.add_class("explorer-key")
+        # the chart keeps its drawn width but may shrink to the screen; the text takes the rest of the row, or goes
+        # below the chart when less than ~18 characters' width is left (a narrow screen, classroom mode)
+        chart_column = widgets.VBox([self.plot, key], layout=widgets.Layout(flex="0 1 auto", min_width="0",
+                                                                            max_width="100%"))
         text_column = widgets.VBox([self.count, self.timing, self.text],
-                                   layout=widgets.Layout(flex="1 1 0", min_width="0"))  # wraps instead of overflowing
-        self.ui = widgets.VBox([controls, widgets.HBox([chart_column, text_column]), self.log])
+                                   layout=widgets.Layout(flex="1 1 18em", min_width="min(18em, 100%)",
+                                                         max_width="100%"))
+        self.ui = widgets.VBox([style_holder(), controls, wrapping_row([chart_column, text_column],
+                                                                       align_items="flex-start"), self.log],
+                               layout=widgets.Layout(max_width="100%"))
         self.ui.add_class("sampling-explorer")
+        self.ui.add_class(WIDGET_CLASS)
+        apply_classroom(self.ui, classroom)
         self.refresh()
 
     @property
@@ -109,7 +133,12 @@ class ExplorerWidget:
         return [self.temperature, self.top_k, self.top_p, self.min_p, self.repetition_penalty]
 
     @property
+    def buttons(self) -> list:
+        return [self.next_button, self.generate_button, self.reset_button]
+
+    @property
     def font_scale(self) -> float:
+        """How large the chart is drawn (the page's CSS scales everything else)."""
         return CLASSROOM_SCALE if self.classroom.value else 1.0
 
     def settings(self) -> SamplingConfig:
@@ -125,6 +154,10 @@ class ExplorerWidget:
             self.timing.value = f"<small><b>setting refused:</b> {html.escape(str(error))}</small>"
             return
         self.explorer.config = config
+        self.refresh()
+
+    def _on_classroom(self, change) -> None:
+        apply_classroom(self.ui, change["new"])
         self.refresh()
 
     def _show_settings(self, config: SamplingConfig) -> None:
@@ -145,8 +178,28 @@ class ExplorerWidget:
         self.refresh()
 
     def _advance(self, n_tokens: int) -> None:
-        self.explorer.generate(n_tokens)
-        self.refresh()
+        """Generate up to ``n_tokens``; for more than one, show each token as it comes, buttons disabled meanwhile."""
+        if n_tokens == 1:
+            self.explorer.step()
+            self.refresh()
+            return
+        label = self.generate_button.description
+        for button in self.buttons:
+            button.disabled = True
+        self.generate_button.description = "generating…"
+        self.ui.add_class(BUSY_CLASS)
+        try:
+            for done in range(1, n_tokens + 1):
+                if self.explorer.step() is None:
+                    break
+                self.text.value = self.explorer.text_html()
+                self.timing.value = f'<small class="course-busy-note">generating… {done}/{n_tokens} tokens</small>'
+        finally:
+            self.generate_button.description = label
+            for button in self.buttons:
+                button.disabled = False
+            self.ui.remove_class(BUSY_CLASS)
+            self.refresh()
 
     def _reset(self) -> None:
         self.explorer.reset()
@@ -155,16 +208,15 @@ class ExplorerWidget:
     def refresh(self) -> None:
         """Redraw every output from the explorer's state (re-warping the cached logits)."""
         start = time.perf_counter()
-        scale = self.font_scale
         table = self.explorer.candidates()
         title = f"next token after {len(self.explorer.ids)} tokens · {describe_config(self.explorer.config)}"
-        self.plot.value = self._draw(table, title, scale)
+        self.plot.value = self._draw(table, title, self.font_scale)
         kept = plural(table.n_kept, "candidate")
-        self.count.value = (f'<div style="font-size:{1.1 * scale:.2f}em"><b>{kept}</b> kept · '
+        self.count.value = (f'<div style="font-size:1.1em"><b>{kept}</b> kept · '
                             f'<b>{table.kept_mass:.1%}</b> of the probability mass · entropy '
                             f'<b>{table.entropy_after:.2f}</b> bits (model: {table.entropy_before:.2f})</div>')
-        self.text.value = self.explorer.text_html(font_scale=scale)
-        self.log.value = log_html(self.explorer.records, last=LOG_ROWS, font_scale=scale)
+        self.text.value = self.explorer.text_html()
+        self.log.value = log_html(self.explorer.records, last=LOG_ROWS)
         self.last_redraw_ms = 1000 * (time.perf_counter() - start)
         self.redraws += 1
         self.timing.value = (f"<small>redraw #{self.redraws}: {self.last_redraw_ms:.0f} ms · "
@@ -176,8 +228,7 @@ class ExplorerWidget:
         chart = self._charts[scale]
         chart.update(**table.plot_kwargs(), title=title)
         png = chart.png(dpi=CHART_DPI)
-        width = round(chart.figure.get_figwidth() * CHART_DPI)
-        self.plot.layout.width = self.plot.layout.min_width = f"{width}px"  # never squeezed by the text next to it
+        self.plot.layout.width = f"{round(chart.figure.get_figwidth() * CHART_DPI)}px"  # drawn size, or the screen
         return png
 
     def _ipython_display_(self) -> None:
@@ -186,10 +237,10 @@ class ExplorerWidget:
 
 
 class PresetComparisonWidget:
-    """Two or three presets side by side, generating from the same prompt and seed."""
+    """Two to four presets side by side (one column each, wrapping on narrow screens), same prompt and seed."""
 
     def __init__(self, model, tokenizer, prompt: str, presets: dict[str, SamplingConfig] | None = None,
-                 seed: int = 0, n_tokens: int = 20):
+                 seed: int = 0, n_tokens: int = 20, classroom: bool = False):
         presets = DEFAULT_PRESETS if presets is None else presets
         if not isinstance(presets, dict):
             raise TypeError(f"presets must be a dict of name -> SamplingConfig, got {type(presets).__name__}")
@@ -197,29 +248,48 @@ class PresetComparisonWidget:
             raise ValueError(f"give 1 to 4 presets, got {len(presets)}")
         check_int("seed", seed, minimum=0)
         check_int("n_tokens", n_tokens, minimum=1, maximum=200)
+        classroom = check_bool("classroom", classroom)
         self.model = model
         self.tokenizer = tokenizer
         self.presets = presets
-        self.prompt = widgets.Textarea(value=prompt, description="prompt", layout=widgets.Layout(width="48em"))
+        self.prompt = widgets.Textarea(value=prompt, description="prompt",
+                                       layout=widgets.Layout(width="100%", max_width="48em"))
         self.seed = widgets.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="seed",
-                                           layout=widgets.Layout(width="12em"))
+                                           style={"description_width": "3em"}, layout=widgets.Layout(width="11em"))
         self.n_tokens = widgets.BoundedIntText(value=n_tokens, min=1, max=200, description="tokens",
-                                               layout=widgets.Layout(width="12em"))
+                                               style={"description_width": "3.5em"},
+                                               layout=widgets.Layout(width="11em"))
         self.run_button = widgets.Button(description="generate all", button_style="primary")
         self.run_button.on_click(lambda _: self.run())
-        self.columns = {name: widgets.HTML(layout=widgets.Layout(width=f"{96 // len(presets)}%")) for name in presets}
-        self.ui = widgets.VBox([self.prompt, widgets.HBox([self.seed, self.n_tokens, self.run_button]),
-                                widgets.HBox(list(self.columns.values()))])
+        self.classroom = classroom_toggle(classroom)
+        self.classroom.observe(lambda change: apply_classroom(self.ui, change["new"]), names="value")
+        # each column at least ~16 characters wide, separated by a rule and padding; they wrap on a narrow screen
+        self.columns = {name: widgets.HTML(layout=widgets.Layout(
+            flex="1 1 16em", min_width="min(16em, 100%)", padding="0 0.8em", margin="0.3em 0",
+            border_left="3px solid #d0d0d0")) for name in presets}
+        for column in self.columns.values():
+            column.add_class("preset-column")
+        self.ui = widgets.VBox([style_holder(), self.prompt,
+                                wrapping_row([self.seed, self.n_tokens, self.run_button, self.classroom]),
+                                wrapping_row(list(self.columns.values()), align_items="flex-start")],
+                               layout=widgets.Layout(max_width="100%"))
         self.ui.add_class("preset-comparison")
+        self.ui.add_class(WIDGET_CLASS)
+        apply_classroom(self.ui, classroom)
         self.explorers: dict[str, SamplingExplorer] = {}
         self.run()
 
     def run(self) -> None:
         """Generate with every preset and show the coloured texts."""
-        self.explorers = compare_presets(self.model, self.tokenizer, self.prompt.value, self.presets,
-                                         seed=int(self.seed.value), n_tokens=int(self.n_tokens.value))
+        self.run_button.disabled = True
+        try:
+            self.explorers = compare_presets(self.model, self.tokenizer, self.prompt.value, self.presets,
+                                             seed=int(self.seed.value), n_tokens=int(self.n_tokens.value))
+        finally:
+            self.run_button.disabled = False
         for name, explorer in self.explorers.items():
-            self.columns[name].value = (f"<h4>{name}</h4><small>{describe_config(explorer.config)}</small>"
+            self.columns[name].value = (f"<h4>{html.escape(name)}</h4>"
+                                        f"<small>{html.escape(describe_config(explorer.config))}</small>"
                                         f"{explorer.text_html()}")
 
     def _ipython_display_(self) -> None:
