@@ -66,6 +66,9 @@ class LoRAModule(nn.Module):
         """Fold the update into the base weight: W <- W0 + (alpha / r) B A. The adapter branch is then skipped."""
         if self.merged:
             raise ValueError("this LoRA layer is already merged")
+        refusal = getattr(self.base, "merge_refusal", None)  # a base that cannot absorb the update says why
+        if refusal:
+            raise ValueError(refusal)
         weight = self.base.weight
         weight.copy_((weight.to(self.lora_A.dtype) + self.delta_weight()).to(weight.dtype))
         self.merged = True

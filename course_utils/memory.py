@@ -210,9 +210,14 @@ def fit_line(xs: Sequence[float], ys: Sequence[float]) -> LineFit:
     return LineFit(slope, intercept, 1.0 - ss_res / ss_tot if ss_tot else 1.0)
 
 
+def model_tensors(model: nn.Module) -> list[torch.Tensor]:
+    """The tensors that make up ``model``: its parameters and its buffers (e.g. the 4-bit blocks of lesson 09)."""
+    return [*model.parameters(), *model.buffers()]
+
+
 def parameter_keys(model: nn.Module) -> set[tuple[str, int]]:
-    """Storage keys of every parameter of ``model``."""
-    return {_storage_key(p) for p in model.parameters()}
+    """Storage keys of every parameter and buffer of ``model``: they are counted as weights, never as activations."""
+    return {_storage_key(t) for t in model_tensors(model)}
 
 
 def _reset_cuda_peak(device: torch.device) -> None:
@@ -238,7 +243,7 @@ def measure_inference(model: nn.Module, run_forward: Callable[[], torch.Tensor])
     _reset_cuda_peak(device)
     with torch.no_grad():
         output = run_forward()
-    return MemoryReport(weights=unique_storage_bytes(model.parameters()), gradients=0, optimizer=0,
+    return MemoryReport(weights=unique_storage_bytes(model_tensors(model)), gradients=0, optimizer=0,
                         activations=unique_storage_bytes([output]), cuda_peak=_cuda_peak(device))
 
 
@@ -263,6 +268,6 @@ def measure_training_step(model: nn.Module, run_loss: Callable[[], torch.Tensor]
     optimizer.zero_grad(set_to_none=True)
     state = [value for per_param in optimizer.state.values() for value in per_param.values()
              if isinstance(value, torch.Tensor) and value.dim() > 0]
-    return MemoryReport(weights=unique_storage_bytes(model.parameters()), gradients=gradients,
+    return MemoryReport(weights=unique_storage_bytes(model_tensors(model)), gradients=gradients,
                         optimizer=unique_storage_bytes(state), activations=meter.activations, cuda_peak=peak,
                         weight_casts=meter.weight_casts)

@@ -112,6 +112,10 @@ class Q4Linear(nn.Linear):
     4-bit base) raises, since the sum would no longer be 4-bit. Use ``merge_lora_to_float`` instead.
     """
 
+    merge_refusal = ("this LoRA layer's base keeps its weight as 4-bit Q4_1 blocks, which cannot absorb the float "
+                     "update without a new rounding error; use course_utils.qlora.merge_lora_to_float(model), which "
+                     "replaces each adapted layer by a float32 layer holding W0 + (alpha / r) B A")
+
     def __init__(self, blocks: torch.Tensor):
         nn.Module.__init__(self)   # not nn.Linear.__init__: it would allocate a float weight
         _check_blocks(blocks)

@@ -155,3 +155,25 @@ def test_freed_cast_address_reused_by_an_activation():
         reused += y.data_ptr() == address
         assert meter.weight_casts == 0 and meter.activations == y.numel() * 2
     assert reused > 0  # the situation under test did occur (it does in about half of the tries here)
+
+
+def test_buffers_count_as_weights_not_activations():
+    """A frozen weight kept as a buffer (lesson 09's 4-bit blocks) is part of the model, not an activation."""
+    from course_utils.memory import measure_inference, parameter_keys
+
+    class BufferedLinear(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("frozen", torch.randn(64, 64))
+            self.scale = torch.nn.Parameter(torch.ones(64))
+
+        def forward(self, x):
+            return (x @ self.frozen) * self.scale
+
+    model = BufferedLinear()
+    x = torch.randn(4, 64, requires_grad=True)  # so that x @ frozen saves the buffer for x's gradient
+    report = measure_training_step(model, lambda: model(x).sum(), torch.optim.SGD(model.parameters(), lr=0.1))
+    assert report.weights == (64 * 64 + 64) * 4
+    assert report.activations == 4 * 64 * 4  # x @ frozen (for scale's gradient); the saved buffer is a weight
+    assert (str(model.frozen.device), model.frozen.untyped_storage().data_ptr()) in parameter_keys(model)
+    assert measure_inference(model, lambda: model(x)).weights == (64 * 64 + 64) * 4

@@ -145,7 +145,7 @@ def test_lora_on_q4linear_starts_exact_and_merges_to_float():
         assert torch.equal(model(x), before)   # B = 0
         model.q_proj.lora_B.normal_()
         adapted = model(x)
-    with pytest.raises(RuntimeError):          # merging in place would need a float weight: refused
+    with pytest.raises(ValueError, match="4-bit Q4_1 blocks.*merge_lora_to_float"):  # in place: refused, clearly
         merge_lora(model)
     assert not model.q_proj.merged
     assert merge_lora_to_float(model) == 1
