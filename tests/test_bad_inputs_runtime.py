@@ -26,7 +26,8 @@ from course_utils.datasets import load_jsonl
 from course_utils.device import pick_device, seed_everything
 from course_utils.explorer import SamplingExplorer, probability_colour
 from course_utils.generation import generate, text_streamer
-from course_utils.lora import AdapterError, add_lora, load_adapter, lora_modules, merge_lora, save_adapter
+from course_utils.lora import add_lora, lora_modules, merge_lora
+from course_utils.lora_adapters import AdapterError, load_adapter, save_adapter
 from course_utils.prompting import load_task, load_tasks
 from course_utils.rope_widget import pair_rotation_state
 from course_utils.sampling import SamplingConfig, repetition_penalty, sample_next, temperature, top_k
@@ -376,7 +377,7 @@ def test_table_size_by_category():
 
 def test_interrupted_adapter_save_keeps_the_previous_adapter(tiny_model, tmp_path, monkeypatch):
     """A kill while the new adapter is written (simulated: the writer dies half-way) leaves the old one whole."""
-    import course_utils.lora as lora
+    import course_utils.lora_adapters as lora
     add_lora(tiny_model, targets=("q_proj",), r=2, alpha=4)
     folder = save_adapter(tiny_model, tmp_path / "adapter")
     before = _tree(tmp_path)

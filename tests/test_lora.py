@@ -14,12 +14,11 @@ from course_utils.lora import (
     LoRALinear,
     add_lora,
     count_parameters,
-    load_adapter,
     lora_modules,
     merge_lora,
-    save_adapter,
     unmerge_lora,
 )
+from course_utils.lora_adapters import load_adapter, save_adapter
 
 
 def _ids(config, batch=2, steps=12, seed=1):
@@ -212,7 +211,7 @@ def test_dropout_acts_on_the_adapter_branch_only():
 def test_adapter_of_an_earlier_version_two_files_still_loads(tiny_model, tiny_config, tmp_path):
     from safetensors.torch import save_file
 
-    from course_utils.lora import adapter_config
+    from course_utils.lora_adapters import adapter_config
     from course_utils.model import LlamaModel
     add_lora(tiny_model, targets=("v_proj",), r=2, alpha=4)
     _randomise_b(tiny_model)
@@ -225,3 +224,11 @@ def test_adapter_of_an_earlier_version_two_files_still_loads(tiny_model, tiny_co
     load_adapter(fresh, tmp_path / "old")
     loaded = lora_modules(fresh)
     assert all(torch.equal(loaded[n].lora_B, m.lora_B) for n, m in lora_modules(tiny_model).items())
+
+
+def test_adapter_names_stay_importable_from_lora_for_one_release():
+    import course_utils.lora as lora
+    import course_utils.lora_adapters as adapters
+
+    for name in ("save_adapter", "load_adapter", "file_size_mib", "AdapterError", "adapter_config"):
+        assert getattr(lora, name) is getattr(adapters, name)
