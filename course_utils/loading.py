@@ -10,7 +10,7 @@ from .device import default_dtype, pick_device
 from .fast_inference import make_fast
 from .model import LlamaModel
 from .tokenizer import ChatTokenizer
-from .weights import load_checkpoint
+from .load_weights import load_checkpoint
 
 
 def load_model(path: str | os.PathLike | None = None, device: str | None = "auto",

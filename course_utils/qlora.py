@@ -187,7 +187,7 @@ def quantize_model_4bit(model: nn.Module, path: str | os.PathLike | None = None,
     and the norms stay in float. With ``check``, each dequantised weight must EQUAL the float weight it replaces
     (the float model is the dequantised file), which also proves the q/k row order matches. Returns the count.
     """
-    from .weights import default_weights_path
+    from .cache_layout import default_weights_path
 
     if not isinstance(model, nn.Module) or not hasattr(model, "layers"):
         raise TypeError(f"expected the LlamaModel returned by load_model(), got {type(model).__name__}")

@@ -1,0 +1,78 @@
+"""The package's import direction and module map: CONTRIBUTING.md's table is the truth, checked against the code."""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+from course_utils.paths import REPO_ROOT
+
+PACKAGE = REPO_ROOT / "course_utils"
+# Kept-for-one-release shims may look up their new home lazily (lora -> lora_adapters); that is not a dependency.
+LAZY_SHIMS = {("lora", "lora_adapters")}
+
+
+def module_order() -> list[str]:
+    """Top-level module (or subpackage) names in the order of CONTRIBUTING.md's module map."""
+    text = (REPO_ROOT / "CONTRIBUTING.md").read_text()
+    table = text.split("## Module map", 1)[1].split("\n## ", 1)[0]
+    order = []
+    for row in table.splitlines():
+        if row.startswith("| ") and "`" in row and not row.startswith("| layer"):
+            for name in re.findall(r"`([\w/]+?)(?:\.py|/)`", row.split("|")[2]):
+                order.append(name)
+    return order
+
+
+def imports_of(path: Path) -> set[str]:
+    """Top-level course_utils modules that ``path`` imports (relative or absolute)."""
+    found = set()
+    inside = path.relative_to(PACKAGE).parts
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = list(inside[:-1])[: len(inside) - node.level]
+                target = base + (node.module.split(".") if node.module else [a.name for a in node.names][:1])
+            elif node.module and node.module.startswith("course_utils."):
+                target = node.module.split(".")[1:]
+            else:
+                continue
+            found.add(target[0])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("course_utils."))
+    return found
+
+
+def top_level_modules() -> dict[str, list[Path]]:
+    modules: dict[str, list[Path]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        if "__pycache__" in path.parts or path.parent == PACKAGE and path.name == "__init__.py":
+            continue
+        top = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+        modules.setdefault(top, []).append(path)
+    return modules
+
+
+def test_every_module_is_in_the_map_once():
+    order, modules = module_order(), top_level_modules()
+    assert len(order) == len(set(order)), "a module is listed twice"
+    assert set(order) == set(modules), f"not in the map: {set(modules) - set(order)}; gone: {set(order) - set(modules)}"
+
+
+def test_imports_only_go_down_the_map():
+    order = module_order()
+    rank = {name: index for index, name in enumerate(order)}
+    upward = []
+    for top, paths in top_level_modules().items():
+        for path in paths:
+            for dep in imports_of(path):
+                if dep != top and dep in rank and rank[dep] <= rank[top] and (top, dep) not in LAZY_SHIMS:
+                    upward.append(f"{path.relative_to(REPO_ROOT)} imports {dep}")
+    assert not upward, upward
+
+
+def test_each_module_says_its_job_in_one_first_line():
+    for paths in top_level_modules().values():
+        for path in paths:
+            doc = ast.get_docstring(ast.parse(path.read_text()))
+            assert doc and doc.splitlines()[0].strip(), f"{path.relative_to(REPO_ROOT)} has no one-line docstring"
