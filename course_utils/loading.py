@@ -8,9 +8,9 @@ from tokenizers import Tokenizer
 
 from .device import default_dtype, pick_device
 from .fast_inference import make_fast
+from .load_weights import load_checkpoint
 from .model import LlamaModel
 from .tokenizer import ChatTokenizer
-from .load_weights import load_checkpoint
 
 
 def load_model(path: str | os.PathLike | None = None, device: str | None = "auto",
