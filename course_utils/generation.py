@@ -2,6 +2,8 @@
 
 Batches of prompts are left-padded and masked, every row stops at its own end-of-sequence token, and a seeded
 ``torch.Generator`` makes sampling reproducible (same seed, same device -> same text).
+One file of ~350 lines on purpose: greedy, sampling and beam search share the padding of prompts, the cache and the
+one host read per step, and split apart they would each repeat that plumbing.
 """
 from __future__ import annotations
 

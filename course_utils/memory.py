@@ -10,6 +10,7 @@ On any device the parts are counted from the tensors themselves:
   storages made by casting a parameter are reported as ``weight_casts`` (one copy per weight, whatever the batch),
   the rest as ``activations`` (these grow with the number of tokens).
 On CUDA the allocator's own peak (``torch.cuda.max_memory_allocated``) is reported as well.
+One file of ~270 lines: the meter, the cast recorder it needs and the two measurements that use them belong together.
 
 The autocast policy that training runs under is ``device.autocast_for``.
 """

@@ -2,6 +2,7 @@
 
 They hold controls and outputs only; the state and the HTML live in `course_utils.explorer`, the chart in
 `course_utils.plots.sampling`. Both take ``classroom=True`` (or the "classroom mode" toggle) for a projector.
+About 300 lines because ipywidgets wiring is verbose: two widgets, their controls, callbacks and layout, no logic.
 """
 from __future__ import annotations
 
