@@ -41,14 +41,22 @@ def kv_cache_speedup(lengths: Sequence[int], seconds_without: Sequence[float], s
 
 
 def kv_cache_steps(step_seconds_without: Sequence[float], step_seconds_with: Sequence[float],
-                   positions_without: Sequence[int], positions_with: Sequence[int]) -> Figure:
+                   positions_without: Sequence[int], positions_with: Sequence[int],
+                   timed_steps_without: Sequence[int] | None = None) -> Figure:
     """Two panels over the steps of one generation: seconds per step, and token positions run through the network
-    so far (quadratic without a cache, linear with one)."""
-    _check_same_length(step_seconds_without=step_seconds_without, step_seconds_with=step_seconds_with,
-                       positions_without=positions_without, positions_with=positions_with)
+    so far (quadratic without a cache, linear with one).
+
+    ``step_seconds_with``, ``positions_without`` and ``positions_with`` hold one value per step (1, 2, ...).
+    ``timed_steps_without``: the step numbers at which ``step_seconds_without`` was measured, when only some no-cache
+    steps were timed (None: every step).
+    """
+    _check_same_length(step_seconds_with=step_seconds_with, positions_without=positions_without,
+                       positions_with=positions_with)
+    steps = np.arange(1, len(step_seconds_with) + 1)
+    timed = steps if timed_steps_without is None else np.asarray(timed_steps_without)
+    _check_same_length(step_seconds_without=step_seconds_without, timed_steps_without=timed)
     fig, (left, right) = new_figure(ncols=2, width=5.0, height=3.6)
-    steps = np.arange(1, len(step_seconds_without) + 1)
-    left.plot(steps, np.asarray(step_seconds_without) * 1000, ".", markersize=3, label="no cache")
+    left.plot(timed, np.asarray(step_seconds_without) * 1000, "o", markersize=4, label="no cache")
     left.plot(steps, np.asarray(step_seconds_with) * 1000, ".", markersize=3, label="KV cache")
     left.set_xlabel("step (new token number)")
     left.set_ylabel("milliseconds for this step")
