@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .validation import check_int, check_token_ids
+from .validation import check_choice, check_int, check_token_ids
 
 
 def _check_generations(generations: Sequence[Sequence[int]]) -> None:
@@ -23,28 +23,46 @@ def _check_positive_int(name: str, value: int) -> None:
     check_int(name, value, minimum=1)
 
 
-def ends_in_loop(tokens: Sequence[int], max_period: int = 30, min_repeats: int = 2, min_span: int = 16) -> bool:
-    """True when the text ends in a loop: its last ``max(min_repeats * p, min_span)`` tokens repeat with some period
-    ``p <= max_period`` (the same block of ``p`` tokens over and over, e.g. "party-party-party-...").
+def _repeats_at_end(tokens: list[int], n: int) -> int:
+    """How many times the last ``n`` tokens occur back to back at the very end (1 = no repeat)."""
+    phrase = tokens[len(tokens) - n:]
+    count = 1
+    while (count + 1) * n <= len(tokens) and tokens[len(tokens) - (count + 1) * n:len(tokens) - count * n] == phrase:
+        count += 1
+    return count
 
-    With the defaults: a phrase of up to 30 tokens said at least twice in a row at the very end, the repeated stretch
-    covering at least 16 tokens. ``min_span`` keeps short accidental runs ("...", a few newlines) from counting.
+
+def ends_in_loop(tokens: Sequence[int], min_phrase: int = 3, max_phrase: int = 90, min_repeats: int = 2,
+                 eos_id: int | None = None) -> bool:
+    """True when the text ends in a repeated phrase: the repetition measure of Holtzman et al. (2020), "The Curious
+    Case of Neural Text Degeneration", as in the script released with the paper (``metrics/repetition.py``).
+
+    A trailing ``eos_id`` is dropped first (a loop that the model closed with EOS still counts). For each phrase
+    length n = 1 .. ``max_phrase`` we count how often the last n tokens occur back to back at the end; the phrase
+    length with the most repeats wins (the shortest on ties). The text is repetitive when that phrase occurs at least
+    ``min_repeats`` times and is ``min_phrase`` (3) to ``max_phrase`` (90) tokens long, or when a shorter phrase (one
+    or two tokens, e.g. a run of newlines) occurs more than 50 times.
     """
-    for name, value in (("max_period", max_period), ("min_repeats", min_repeats), ("min_span", min_span)):
+    for name, value in (("min_phrase", min_phrase), ("max_phrase", max_phrase), ("min_repeats", min_repeats)):
         _check_positive_int(name, value)
+    if min_phrase > max_phrase:
+        raise ValueError(f"min_phrase must be <= max_phrase, got {min_phrase} > {max_phrase}")
     tokens = list(tokens)
-    for period in range(1, max_period + 1):
-        span = max(min_repeats * period, min_span)
-        if span > len(tokens):
-            break
-        tail = tokens[-span:]
-        if all(tail[i] == tail[i - period] for i in range(period, span)):
-            return True
-    return False
+    if eos_id is not None:
+        check_int("eos_id", eos_id, minimum=0)
+        if tokens and tokens[-1] == eos_id:
+            tokens.pop()
+    if not tokens:
+        return False
+    repeats = [_repeats_at_end(tokens, n) for n in range(1, min(max_phrase, len(tokens)) + 1)]
+    best = max(range(len(repeats)), key=repeats.__getitem__)  # first maximum: the shortest phrase on ties
+    length, count = best + 1, repeats[best]
+    return count >= min_repeats and (length >= min_phrase or count > 50)
 
 
 def repetition_share(generations: Sequence[Sequence[int]], **loop_options) -> float:
-    """Fraction of generations (0..1) that end in a repeating loop, as judged by ``ends_in_loop``."""
+    """Fraction of generations (0..1) that end in a repeated phrase, as judged by ``ends_in_loop`` (Holtzman et al.'s
+    measure); ``loop_options`` (e.g. ``eos_id``) are passed on to it."""
     _check_generations(generations)
     return sum(ends_in_loop(g, **loop_options) for g in generations) / len(generations)
 
@@ -141,14 +159,17 @@ def sequence_logprob(step_logits: torch.Tensor, token_ids: Sequence[int] | torch
     return float(logp.gather(1, ids[:, None]).sum())
 
 
-def entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy in nats of softmax(logits) over the last dimension; tokens at -inf contribute 0."""
+def entropy(logits: torch.Tensor, unit: str = "nats") -> torch.Tensor:
+    """Entropy of softmax(logits) over the last dimension, in ``unit`` "nats" (natural log) or "bits" (log base 2);
+    tokens at -inf contribute 0. One bit = ln 2 = 0.693 nats."""
     if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
         raise TypeError(f"logits must be a floating-point tensor of shape [..., vocab], got {type(logits).__name__}")
     if logits.dim() == 0:
         raise ValueError("logits must have a vocabulary dimension, got a 0-d tensor")
+    check_choice("unit", unit, ("nats", "bits"))
     logp = torch.log_softmax(logits.float(), dim=-1)
-    return -(logp.exp() * logp.nan_to_num(neginf=0.0)).sum(-1)
+    nats = -(logp.exp() * logp.nan_to_num(neginf=0.0)).sum(-1)
+    return nats / math.log(2) if unit == "bits" else nats
 
 
 def tail_mass(logits: torch.Tensor, ks: Sequence[int]) -> torch.Tensor:

@@ -77,12 +77,16 @@ def top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
     p = check_real("top_p", p, low=0, high=1, low_open=True, hint="1 = off")
     if p == 1:
         return logits
-    sorted_probs, order = torch.sort(torch.softmax(logits, dim=-1), dim=-1, descending=True)
+    # float64: over ~50k tokens a float32 running sum drifts by ~1e-5 and can keep a token whose mass above is
+    # exactly p (Hugging Face's own test case: p = 0.8 with probabilities .5, .3, .1, .1 must keep two tokens).
+    # (Apple's MPS backend has no float64, so there the sums run on the CPU.)
+    work = logits.detach().cpu() if logits.device.type == "mps" else logits
+    sorted_probs, order = torch.sort(torch.softmax(work.double(), dim=-1), dim=-1, descending=True)
     mass_above = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
     remove_sorted = mass_above >= p
     remove_sorted[..., 0] = False
     remove = torch.zeros_like(remove_sorted).scatter(-1, order, remove_sorted)
-    return logits.masked_fill(remove, REMOVED)
+    return logits.masked_fill(remove.to(logits.device), REMOVED)
 
 
 def min_p(logits: torch.Tensor, p: float) -> torch.Tensor:

@@ -93,3 +93,60 @@ def test_prediction_check_refuses_a_negative_tolerance():
 
     with pytest.raises(ValueError, match="tolerance"):
         check_prediction("x", 1, 1, tolerance=-1)
+
+
+def test_lesson_01_predictions_reject_wrong_answers(capsys):
+    """The three predictions of lesson 01, checked as the notebook checks them."""
+    import math
+
+    from course_utils.exercises import check_prediction
+    from course_utils.metrics import repetition_share
+
+    uniform_bits = float(entropy(torch.zeros(49_152), unit="bits"))
+    assert check_prediction("uniform entropy", 15.58, uniform_bits, tolerance=0.05)
+    assert check_prediction("uniform entropy", math.log2(49_152), uniform_bits, tolerance=0.05)
+    assert not check_prediction("uniform entropy", math.log(49_152), uniform_bits, tolerance=0.05)  # nats, not bits
+    assert not check_prediction("uniform entropy", 16, uniform_bits, tolerance=0.05)  # log2 rounded up
+    # three repeats: a loop caught after two copies no longer counts, so "fewer"; "more" is never right
+    texts = [[1, 2] + [5, 6, 7] * 2, [1] + [8, 9, 10] * 3, list(range(20))]
+    twice, three = repetition_share(texts), repetition_share(texts, min_repeats=3)
+    measured = {"fewer" if three < twice else "the same"}
+    assert measured == {"fewer"}
+    assert check_prediction("three repeats", "fewer", measured)
+    assert not check_prediction("three repeats", "more", measured)
+    assert not check_prediction("three repeats", "the same", measured)
+    assert check_prediction("top-1 share", 0.5, 0.62, tolerance=0.15)
+    assert not check_prediction("top-1 share", 0.9, 0.62, tolerance=0.15)
+    capsys.readouterr()
+
+
+def test_lesson_02_predictions_reject_wrong_answers(capsys):
+    from course_utils.exercises import check_prediction
+    from course_utils.sampling import temperature
+
+    def size_bucket(n):
+        return "1" if n == 1 else "2-9" if n < 10 else "10-99" if n < 100 else "100-999" if n < 1000 else "1000 or more"
+
+    logits = torch.tensor([6.0, 2.0, 1.5, 1.0] + [0.0] * 96)   # one sure token, then a flat tail
+    nucleus = {t: int((~top_p(temperature(logits, t), 0.9).isinf()).sum()) for t in (0.5, 1.5)}
+    assert nucleus[0.5] == 1 and nucleus[1.5] > 1  # a hotter softmax needs more tokens for the same mass
+    assert check_prediction("T = 0.5", "1", {size_bucket(nucleus[0.5])})
+    assert not check_prediction("T = 1.5", "1", {size_bucket(nucleus[1.5])})
+    assert not check_prediction("T = 1.5", "2-9", {"10-99"})
+    assert check_prediction("outside the top 100", 0.45, 0.5, tolerance=0.1)
+    assert not check_prediction("outside the top 100", 0.1, 0.5, tolerance=0.1)
+    capsys.readouterr()
+
+
+def test_top_p_exercise_catches_a_float32_sum():
+    """The lesson's check includes Hugging Face's exact case, which a float32 running sum gets wrong."""
+    def top_p_in_float32(logits, p):
+        sorted_probs, order = torch.softmax(logits.float(), -1).sort(descending=True)
+        remove_sorted = (sorted_probs.cumsum(-1) - sorted_probs) >= p
+        remove = torch.zeros_like(remove_sorted).scatter(-1, order, remove_sorted)
+        return logits.masked_fill(remove, INF)
+
+    def hf_case(g):
+        return torch.log(torch.tensor([0.3, 0.1, 0.1, 0.5])), 0.8
+
+    assert not check_exercise("top-p", top_p_in_float32, top_p, hf_case, trials=1)

@@ -21,16 +21,34 @@ from course_utils.metrics import (
 )
 
 
-def test_loop_detection():
+def test_loop_detection_follows_holtzman():
+    # a phrase of 3 to 90 tokens said at least twice back to back at the very end
     assert ends_in_loop([1, 2, 3] + [7, 8, 9] * 6)
-    assert ends_in_loop([4, 5] + [6] * 16)
-    assert not ends_in_loop([4, 5] + [6] * 15)  # shorter than min_span
-    assert ends_in_loop([1] + list(range(10, 19)) * 2)  # a 9-token phrase said twice: 18 tokens
-    assert not ends_in_loop([1] + list(range(10, 17)) * 2)  # a 7-token phrase twice covers only 14
-    assert not ends_in_loop(list(range(10, 19)) * 3, min_repeats=4)
+    assert ends_in_loop([1] + list(range(10, 13)) * 2)  # 3 tokens, twice: the shortest phrase that counts
+    assert ends_in_loop([5] + list(range(100, 190)) * 2)  # 90 tokens, twice: the longest
+    assert not ends_in_loop([5] + list(range(100, 191)) * 2)  # 91 tokens: too long to count
+    assert not ends_in_loop([4, 5] + [6] * 50)  # a one-token run needs more than 50 repeats
+    assert ends_in_loop([4, 5] + [6] * 51)
+    assert not ends_in_loop([4, 5] + [6, 7] * 3)  # a two-token phrase is too short
     assert not ends_in_loop(list(range(40)))
-    assert not ends_in_loop([7, 8, 9] * 5 + [2])  # stopped at EOS after a loop: not stuck at the end
-    assert repetition_share([[1] * 20, list(range(20)), [3, 4] * 10, [5]]) == 0.5
+    assert not ends_in_loop([7, 8, 9] * 5 + [1, 2])  # the loop is not at the end
+    assert not ends_in_loop(list(range(10, 19)) * 3, min_repeats=4)
+    assert not ends_in_loop([7, 8, 9] * 5 + [2])  # a token after the loop, unless it is EOS...
+    assert ends_in_loop([7, 8, 9] * 5 + [2], eos_id=2)  # ... which is dropped first, as in the released script
+    assert not ends_in_loop([])
+    assert repetition_share([[1] * 60, list(range(20)), [3, 4, 5] * 10, [5]]) == 0.5
+
+
+def test_grandfather_example_counts():
+    """Lesson 01's greedy text ended in a 31-token sentence said twice, which the old 30-token limit missed."""
+    sentence = list(range(1000, 1031))
+    text = [11, 12, 13, 14] + sentence + sentence
+    assert len(sentence) == 31 and ends_in_loop(text)
+    assert ends_in_loop(text + [2], eos_id=2)
+    assert not ends_in_loop(text + [17])  # a different token after it: the text moved on
+    # a human-like text that reuses words and a short phrase but does not end in a repeat
+    prose = [20, 21, 22, 23, 24, 20, 21, 25, 26, 27, 28, 22, 23, 29]
+    assert not ends_in_loop(prose)
 
 
 def test_distinct_n():
@@ -71,13 +89,16 @@ def test_perplexity_of_uniform_model_is_vocab_size():
 
 def test_entropy_and_tail_mass():
     assert float(entropy(torch.zeros(64))) == pytest.approx(math.log(64))
+    assert float(entropy(torch.zeros(64), unit="bits")) == pytest.approx(6.0)
+    with pytest.raises(ValueError, match="unit"):
+        entropy(torch.zeros(4), unit="bans")
     assert float(entropy(torch.tensor([0.0, float("-inf"), float("-inf")]))) == 0.0
     logits = torch.tensor([0.5, 0.25, 0.125, 0.125]).log()
     assert tail_mass(logits, [1, 2, 4]).tolist() == pytest.approx([0.5, 0.25, 0.0])
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: ends_in_loop([1], max_period=0), ">= 1"), (lambda: distinct_n([[1, 2]], 0), ">= 1"),
+    (lambda: ends_in_loop([1], max_phrase=0), ">= 1"), (lambda: distinct_n([[1, 2]], 0), ">= 1"),
     (lambda: distinct_n([], 2), "at least one token-id list"), (lambda: self_bleu([[1, 2]]), "at least 2"),
     (lambda: tail_mass(torch.zeros(5), [6]), r"\[1, 5\]"), (lambda: perplexity_from_logprobs([[]]), "at least one"),
     (lambda: sequence_logprob(torch.zeros(3, 5), [1, 2]), "one id per step"),

@@ -57,6 +57,16 @@ def test_top_p_keeps_the_crossing_token():
     assert kept(top_p(logits, 0.3)) == [1]  # the top token always survives
 
 
+def test_top_p_sums_in_float64_like_hugging_face():
+    """Hugging Face's own unit case: with p = 0.8 the mass above the first 0.1 token is exactly 0.8, so only 0.5 and
+    0.3 stay. A float32 running sum reaches 0.79999995 there and wrongly keeps a third token."""
+    logits = torch.log(torch.tensor([[0.3, 0.1, 0.1, 0.5]]))
+    assert kept(top_p(logits, 0.8)[0]) == [0, 3]
+    sorted_probs = torch.softmax(logits, -1).sort(descending=True).values
+    assert float((sorted_probs.cumsum(-1) - sorted_probs)[0, 2]) < 0.8  # the float32 sum that the fix avoids
+    assert top_p(logits.half(), 0.8).dtype == torch.float16  # the result keeps the input's dtype
+
+
 def test_min_p_scales_with_top_probability():
     logits = probs_logits(0.5, 0.3, 0.12, 0.08)
     assert kept(min_p(logits, 0.2)) == [0, 1, 2]  # threshold 0.1

@@ -40,6 +40,38 @@ def kv_cache_speedup(lengths: Sequence[int], seconds_without: Sequence[float], s
     return fig
 
 
+def kv_cache_steps(step_seconds_without: Sequence[float], step_seconds_with: Sequence[float],
+                   positions_without: Sequence[int], positions_with: Sequence[int],
+                   timed_steps_without: Sequence[int] | None = None) -> Figure:
+    """Two panels over the steps of one generation: seconds per step, and token positions run through the network
+    so far (quadratic without a cache, linear with one).
+
+    ``step_seconds_with``, ``positions_without`` and ``positions_with`` hold one value per step (1, 2, ...).
+    ``timed_steps_without``: the step numbers at which ``step_seconds_without`` was measured, when only some no-cache
+    steps were timed (None: every step).
+    """
+    _check_same_length(step_seconds_with=step_seconds_with, positions_without=positions_without,
+                       positions_with=positions_with)
+    steps = np.arange(1, len(step_seconds_with) + 1)
+    timed = steps if timed_steps_without is None else np.asarray(timed_steps_without)
+    _check_same_length(step_seconds_without=step_seconds_without, timed_steps_without=timed)
+    fig, (left, right) = new_figure(ncols=2, width=5.0, height=3.6)
+    left.plot(timed, np.asarray(step_seconds_without) * 1000, "o", markersize=4, label="no cache")
+    left.plot(steps, np.asarray(step_seconds_with) * 1000, ".", markersize=3, label="KV cache")
+    left.set_xlabel("step (new token number)")
+    left.set_ylabel("milliseconds for this step")
+    left.set_ylim(bottom=0)
+    left.set_title("Time per step")
+    left.legend()
+    right.plot(steps, positions_without, label="no cache: whole sequence each step")
+    right.plot(steps, positions_with, label="KV cache: one position per step")
+    right.set_xlabel("new tokens generated")
+    right.set_ylabel("token positions processed so far")
+    right.set_title("Work done")
+    right.legend(fontsize=8)
+    return fig
+
+
 def cumulative_logprob_paths(paths: Mapping[str, Sequence[float]]) -> Figure:
     """Running sum of per-token log-probabilities for several decodings of the same prompt."""
     if not paths:
@@ -85,18 +117,50 @@ def sample_histogram(labels: Sequence[str], probs: Sequence[float], frequencies:
     return fig
 
 
-def temperature_panels(labels: Sequence[str], probs_by_temperature: Mapping[float, Sequence[float]]) -> Figure:
-    """One bar panel per temperature, same tokens in each."""
+def temperature_panels(labels: Sequence[str], probs_by_temperature: Mapping[float, Sequence[float]],
+                       rest: bool = True) -> Figure:
+    """One bar panel per temperature, same tokens in each.
+
+    With ``rest=True`` the given probabilities are read as part of one full distribution and a last, grey bar shows
+    "all other tokens" (1 - their sum), so a flat, hot distribution does not look as if its mass had vanished.
+    """
     if not probs_by_temperature:
         raise ValueError("probs_by_temperature must hold at least one temperature")
-    fig, axes = new_figure(ncols=len(probs_by_temperature), width=3.2, height=3.4, sharey=True)
+    if not isinstance(rest, bool):
+        raise TypeError(f"rest must be True or False, got {type(rest).__name__}")
+    fig, axes = new_figure(ncols=len(probs_by_temperature), width=3.4, height=3.6, sharey=True)
     axes = np.atleast_1d(axes)
+    names = [repr(label) for label in labels] + (["(all other tokens)"] if rest else [])
     for ax, (t, probs) in zip(axes, probs_by_temperature.items()):
         _check_same_length(labels=labels, probs=probs)
-        ax.bar(range(len(labels)), probs)
-        ax.set_xticks(range(len(labels)), [repr(label) for label in labels], rotation=60, ha="right", fontsize=8)
+        heights = list(probs) + ([max(0.0, 1.0 - float(sum(probs)))] if rest else [])
+        colours = ["tab:blue"] * len(labels) + (["tab:grey"] if rest else [])
+        ax.bar(range(len(heights)), heights, color=colours)
+        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
         ax.set_title(f"T = {t}")
     axes[0].set_ylabel("probability")
+    return fig
+
+
+def kept_versus_temperature(temperatures: Sequence[float], kept: Mapping[str, Sequence[int]],
+                            entropies_bits: Mapping[str, Sequence[float]]) -> Figure:
+    """How a temperature applied before truncation changes what each filter keeps (left, log scale) and the entropy of
+    the distribution finally sampled from (right, bits), one line per filter."""
+    if not kept or set(kept) != set(entropies_bits):
+        raise ValueError("kept and entropies_bits must name the same, non-empty set of filters")
+    fig, (left, right) = new_figure(ncols=2, width=4.6, height=3.6)
+    for name in kept:
+        _check_same_length(temperatures=temperatures, kept=kept[name], entropies_bits=entropies_bits[name])
+        left.plot(temperatures, kept[name], "o-", label=name)
+        right.plot(temperatures, entropies_bits[name], "o-", label=name)
+    left.set_yscale("log")
+    left.set_xlabel("temperature T (applied first)")
+    left.set_ylabel("tokens kept")
+    left.set_title("What the filter keeps")
+    right.set_xlabel("temperature T (applied first)")
+    right.set_ylabel("entropy of the sampled distribution (bits)")
+    right.set_title("How spread the draw is")
+    left.legend(fontsize=8)
     return fig
 
 
@@ -120,10 +184,11 @@ def cumulative_mass(curves: Mapping[str, Sequence[float]], k: int, p: float | No
 def candidates_per_step(counts: Sequence[int], labels: Sequence[str], p: float) -> Figure:
     """Number of tokens the nucleus keeps at each step of a generation, the chosen token under each bar."""
     _check_same_length(counts=counts, labels=labels)
-    fig, ax = new_figure(width=10.0, height=3.8)
+    fig, ax = new_figure(width=max(6.0, 0.26 * len(counts) + 1.5), height=4.4)
     ax.bar(range(len(counts)), counts)
     ax.set_yscale("log")
-    ax.set_xticks(range(len(labels)), [repr(label) for label in labels], rotation=90, fontsize=7)
+    ax.set_xticks(range(len(labels)), [repr(label) for label in labels], rotation=90, fontsize=9)
+    ax.set_xlabel("step of the generation, labelled with the token sampled at that step")
     ax.set_ylabel("tokens in the nucleus")
     ax.set_title(f"Top-p (p = {p}): the candidate set grows and shrinks at every step")
     return fig
