@@ -27,19 +27,6 @@ def next_token_bars(labels: Sequence[str], probs: Sequence[float], title: str) -
     return fig
 
 
-def kv_cache_speedup(lengths: Sequence[int], seconds_without: Sequence[float], seconds_with: Sequence[float]) -> Figure:
-    """Generation time with and without the KV cache against the number of new tokens."""
-    _check_same_length(lengths=lengths, seconds_without=seconds_without, seconds_with=seconds_with)
-    fig, ax = new_figure()
-    ax.plot(lengths, seconds_without, "o-", label="no cache: re-run the whole sequence each step")
-    ax.plot(lengths, seconds_with, "o-", label="KV cache: one new token per step")
-    ax.set_xlabel("new tokens generated")
-    ax.set_ylabel("seconds")
-    ax.set_title("Generation time with and without a KV cache")
-    ax.legend()
-    return fig
-
-
 def kv_cache_steps(step_seconds_without: Sequence[float], step_seconds_with: Sequence[float],
                    positions_without: Sequence[int], positions_with: Sequence[int],
                    timed_steps_without: Sequence[int] | None = None) -> Figure:
