@@ -583,20 +583,23 @@ def confusion_matrix(gold: list[str], predicted: list[str | None], labels: tuple
 
 def evaluate_options(model, tokenizer, task: Task, strategy: str = "zero-shot", items: list[Item] | None = None,
                      k: int = 3, seed: int = 0, instruction: str | None = None, calibrate: bool = False,
-                     length_normalize: bool = False) -> float:
+                     length_normalize: bool = False, options: tuple[str, ...] | list[str] | None = None,
+                     prefill: str = "") -> float:
     """Accuracy when the answer is the option with the highest log-likelihood (no generation, no format errors).
 
     ``calibrate``: divide by the prompt's own preference first (``calibrate_scores`` with ``CONTENT_FREE_INPUTS``).
+    ``options``/``prefill``: score other spellings of the labels (same order as ``task.options``) after a prefill,
+    e.g. ``[" sport", ...]`` after ``"Topic:"`` (see ``option_scores``).
     """
     check_bool("calibrate", calibrate)
     items = list(task.items if items is None else items)
     if not items:
         raise ValueError("items must be a non-empty list (None = the task's test items)")
-    scores = option_scores(model, tokenizer, task, strategy, items, k, seed, instruction,
-                           length_normalize=length_normalize)
+    spelling = dict(options=options, prefill=prefill, length_normalize=length_normalize)
+    scores = option_scores(model, tokenizer, task, strategy, items, k, seed, instruction, **spelling)
     if calibrate:
         free = option_scores(model, tokenizer, task, strategy, None, k, seed, instruction,
-                             questions=list(CONTENT_FREE_INPUTS), length_normalize=length_normalize)
+                             questions=list(CONTENT_FREE_INPUTS), **spelling)
         scores = calibrate_scores(scores, free)
     choices = [task.options[int(i)] for i in scores.argmax(1)]
     return sum(c == item.answer for c, item in zip(choices, items)) / len(items)

@@ -99,3 +99,25 @@ def spread_figure(groups: Mapping[str, Sequence[float]], title: str, chance: flo
     axis.set_ylim(0, 100)
     axis.set_title(title)
     return fig
+
+
+def k_sweep_figure(ks: Sequence[int], curves: Mapping[str, Sequence[tuple[float, float, float]]],
+                   title: str) -> Figure:
+    """Accuracy against the number of few-shot examples, one line per task with its 95 % interval as a band.
+
+    ``curves``: label -> one (accuracy, low, high) triple in 0..1 per entry of ``ks``.
+    """
+    if not ks or not curves or any(len(v) != len(ks) for v in curves.values()):
+        raise ValueError("curves must give one (accuracy, low, high) triple per k for every label")
+    fig, axis = new_figure(width=5.6, height=3.4)
+    for label, triples in curves.items():
+        acc, low, high = (100 * np.asarray(column, dtype=float) for column in zip(*triples))
+        line = axis.plot(ks, acc, marker="o", label=label)[0]
+        axis.fill_between(ks, low, high, color=line.get_color(), alpha=0.15, lw=0)
+    axis.set_xticks(list(ks))
+    axis.set_xlabel("k: solved examples in the prompt")
+    axis.set_ylabel("accuracy (%)")
+    axis.set_ylim(0, 100)
+    axis.set_title(title + "\n(band: 95 % Wilson interval)", fontsize=9)
+    axis.legend(fontsize=8, loc="upper left")
+    return fig
