@@ -384,3 +384,31 @@ def test_self_consistency_votes_over_sampled_replies(course_model):
     assert 0 <= result.finished <= 1 and result.interval[0] <= result.accuracy <= result.interval[1]
     with pytest.raises(ValueError, match="SamplingConfig"):
         self_consistency(model, tok, task, items, 3, None)
+
+
+def test_new_figures_draw_and_validate():
+    import matplotlib.pyplot as plt
+
+    from course_utils.plots.prompting import confusion_figure, k_sweep_figure, spread_figure
+    from course_utils.plots.ranks import rank_mass_figure
+
+    rows = [{"task": "t", "strategy": s, "accuracy": 0.5, "mean_tokens": n} for s, n in (("a", 3), ("b", 40))]
+    fig = strategy_task_figure(rows, caps={"direct": 12, "chain-of-thought": 128})
+    assert len(fig.axes[1].lines) == 2 and fig.legends  # cap lines on the length panel, legend below
+    fig = confusion_figure([[3, 1, 0], [0, 4, 1]], ["x", "y"], "demo")
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["x", "y", "none"]
+    fig = k_sweep_figure([0, 1, 2], {"dates": [(0.0, 0.0, 0.1), (0.5, 0.3, 0.7), (0.6, 0.4, 0.8)]}, "k")
+    assert len(fig.axes[0].lines) == 1
+    fig = spread_figure({"a": [0.5, 0.6]}, "spread", chance=0.25)
+    assert "range" in " ".join(t.get_text() for t in fig.axes[0].get_legend().get_texts())
+    probs = torch.softmax(torch.randn(100, generator=torch.Generator().manual_seed(0)), -1)
+    fig = rank_mass_figure({"T = 1": probs, "T = 2": torch.softmax(probs.log() / 2, -1)}, top=10)
+    heights = [bar.get_height() for bar in fig.axes[1].patches]
+    assert abs(heights[0] + heights[2] - 100) < 1e-3  # top 10 + all other tokens = the whole mass
+    plt.close("all")
+    with pytest.raises(ValueError, match="counts"):
+        confusion_figure([[1, 2]], ["x", "y"], "bad")
+    with pytest.raises(ValueError, match="one .accuracy, low, high. triple"):
+        k_sweep_figure([0, 1], {"d": [(0.1, 0, 0.2)]}, "bad")
+    with pytest.raises(ValueError, match="top"):
+        rank_mass_figure({"x": probs}, top=0)
