@@ -139,7 +139,10 @@ def _decode_loop(model, rows, max_new_tokens, sampling, eos_id, generator, strea
         if stream is not None:  # the one read per step: new ids, which rows had finished, the bad-row flags
             ids_now, done_now, bad_now = torch.stack([token, done.long(), bad.long()]).tolist()
             _raise_if_bad(first_bad, any(bad_now))
-            stream([None if finished else t for t, finished in zip(ids_now, done_now)])
+            stop_rows = stream([None if finished else t for t, finished in zip(ids_now, done_now)])
+            if stop_rows and eos_id != NO_EOS:  # the callback ended these rows: from the next step they idle on EOS
+                done[list(stop_rows)] = True
+                done_now = [d or row in stop_rows for row, d in enumerate(done_now)]
             all_done = eos_id != NO_EOS and all(d or t == eos_id for t, d in zip(ids_now, done_now))
         steps = step + 1
         if eos_id != NO_EOS:
@@ -289,7 +292,8 @@ def generate(model, prompts: Sequence, max_new_tokens: int = 64, sampling: Sampl
     template: see ``chat``). ``sampling``: None = greedy; otherwise a ``SamplingConfig``. ``num_beams`` > 1 runs
     beam search (greedy scoring only). ``seed``: seeds a fresh ``torch.Generator`` so the same seed gives the same
     text. ``eos_id``: None = the model's end-of-sequence id, ``NO_EOS`` = never stop early. ``stream``: called after
-    every step with one new id per row (None for rows that already finished).
+    every step with one new id per row (None for rows that already finished); if it returns a non-empty collection of
+    row indices, those rows end there as if the next token were EOS (e.g. once an answer line is complete).
     """
     rows = _prompt_ids(prompts, tokenizer, model.config.vocab_size)
     if sampling is not None and not isinstance(sampling, SamplingConfig):

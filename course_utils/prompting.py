@@ -24,7 +24,7 @@ import torch
 from .datasets import read_jsonl_records
 from .generation import generate
 from .paths import data_dir
-from .validation import check_int, check_real
+from .validation import check_bool, check_int, check_real
 
 STRATEGIES = ("zero-shot", "few-shot", "expert", "few-shot-cot", "zero-shot-cot")
 COT_STRATEGIES = ("few-shot-cot", "zero-shot-cot")
@@ -340,6 +340,28 @@ def accuracy_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+_LINE_END_RE = re.compile(r"[.!?]?\s*\n|[.!?]\s")
+
+
+def answer_line_complete(task: Task, text: str) -> bool:
+    """True once ``text`` holds "answer is" followed by an answer of the task's kind and the end of that sentence.
+
+    Used to stop a chain-of-thought reply as soon as its answer is written: what a model adds after "The answer is
+    13. " cannot change what ``extract_answer`` reads (it reads after the LAST "answer is", so a later, second answer
+    line would; stopping keeps the first).
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a string, got {type(text).__name__}")
+    markers = list(_MARKER_RE.finditer(text))
+    if not markers:
+        return False
+    region = text[markers[-1].end():]
+    end = _LINE_END_RE.search(region)
+    if end is None:
+        return False
+    return extract_answer(task, region[:end.start() + 1]) is not None
+
+
 @dataclass
 class EvalResult:
     """Accuracy, mean number of generated tokens and wall time of one strategy on one task."""
@@ -364,6 +386,17 @@ class EvalResult:
         """95 % Wilson interval of the accuracy (see ``accuracy_interval``)."""
         return accuracy_interval(sum(self.correct), len(self.correct))
 
+    @property
+    def n_finished(self) -> int:
+        """How many replies ended (end-of-turn token or a complete answer line) before the token cap."""
+        return sum(self.finished)
+
+    @property
+    def finished_accuracy(self) -> float | None:
+        """Accuracy over the finished replies only (None when every reply was cut off)."""
+        hits = [ok for ok, done in zip(self.correct, self.finished) if done]
+        return sum(hits) / len(hits) if hits else None
+
     def row(self) -> dict:
         """A flat dict for a results table."""
         low, high = self.interval
@@ -373,24 +406,30 @@ class EvalResult:
 
 def evaluate(model, tokenizer, task: Task, strategy: str, items: list[Item] | None = None, k: int = 3,
              seed: int = 0, max_new_tokens: int = 16, batch_size: int = 8,
-             instruction: str | None = None) -> EvalResult:
-    """Generate greedily for every item with ``strategy``, extract the answers, and score them.
+             instruction: str | None = None, stop_at_answer: bool = False, sampling=None,
+             sample_seed: int | None = None) -> EvalResult:
+    """Generate for every item with ``strategy`` (greedily unless ``sampling``), extract the answers, and score them.
 
     ``items`` defaults to the task's test items. ``mean_tokens`` counts the new tokens of each reply (the end-of-turn
-    token included when it was reached); ``finished`` marks replies that reached it; ``seconds`` is the wall time of
-    generation alone.
+    token included when it was reached); ``finished`` marks replies that reached it (or, with ``stop_at_answer``, a
+    complete answer line: see ``answer_line_complete``); ``seconds`` is the wall time of generation alone.
+    ``sampling``/``sample_seed``: a ``SamplingConfig`` and the seed of its random stream (batch ``b`` uses
+    ``sample_seed + b``).
     """
     items = list(task.items if items is None else items)
     if not items:
         raise ValueError("items must be a non-empty list (None = the task's test items)")
     check_int("batch_size", batch_size, minimum=1)
+    check_bool("stop_at_answer", stop_at_answer)
     prompts = [build_prompt(task, strategy, item.question, k, seed, instruction).token_ids(tokenizer)
                for item in items]
     outputs, lengths, finished, seconds = [], [], [], 0.0
-    for start in range(0, len(prompts), batch_size):
+    for batch_index, start in enumerate(range(0, len(prompts), batch_size)):
+        rows = prompts[start:start + batch_size]
         began = time.perf_counter()
-        result = generate(model, prompts[start:start + batch_size], max_new_tokens=max_new_tokens,
-                          tokenizer=tokenizer, eos_id=tokenizer.eos_id)
+        result = generate(model, rows, max_new_tokens=max_new_tokens, tokenizer=tokenizer, eos_id=tokenizer.eos_id,
+                          sampling=sampling, seed=None if sample_seed is None else sample_seed + batch_index,
+                          stream=_answer_stopper(task, tokenizer, len(rows)) if stop_at_answer else None)
         seconds += time.perf_counter() - began
         outputs += result.texts
         lengths += [len(tokens) for tokens in result.tokens]
@@ -401,19 +440,166 @@ def evaluate(model, tokenizer, task: Task, strategy: str, items: list[Item] | No
                       outputs, predictions, correct, finished)
 
 
-def evaluate_options(model, tokenizer, task: Task, strategy: str = "zero-shot", items: list[Item] | None = None,
-                     k: int = 3, seed: int = 0, instruction: str | None = None) -> float:
-    """Accuracy when the answer is the option with the highest log-likelihood (no generation, no format errors)."""
+def _answer_stopper(task: Task, tokenizer, n_rows: int):
+    """A ``generate`` stream callback that ends each row once its answer line is complete."""
+    seen: list[list[int]] = [[] for _ in range(n_rows)]
+    stopped: set[int] = set()
+
+    def callback(tokens: list) -> list[int]:
+        newly = []
+        for row, token in enumerate(tokens):
+            if token is None or row in stopped:
+                continue
+            seen[row].append(token)
+            if answer_line_complete(task, tokenizer.decode(seen[row])):
+                stopped.add(row)
+                newly.append(row)
+        return newly
+
+    return callback
+
+
+def majority_vote(answers: list[str | None]) -> str | None:
+    """The most frequent answer that is not None (ties: the one seen first); None when there is none."""
+    counts: dict[str, int] = {}
+    for answer in answers:
+        if answer is not None:
+            counts[answer] = counts.get(answer, 0) + 1
+    return max(counts, key=counts.get) if counts else None
+
+
+@dataclass
+class VoteResult:
+    """Self-consistency: ``n_votes`` sampled replies per item, the majority answer, and single-sample accuracy."""
+
+    task: str
+    votes: list[list[str | None]] = field(repr=False)   # per item, the answers read from its sampled replies
+    majority: list[str | None] = field(repr=False)
+    correct: list[bool] = field(repr=False)              # the majority answer is right
+    sample_correct: list[list[bool]] = field(repr=False)  # each sampled reply on its own
+    finished: float                                      # share of sampled replies that ended before the cap
+    seconds: float
+
+    @property
+    def accuracy(self) -> float:
+        return sum(self.correct) / len(self.correct)
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return accuracy_interval(sum(self.correct), len(self.correct))
+
+    @property
+    def single_accuracy(self) -> float:
+        """Mean accuracy of one sampled reply (what voting is compared with)."""
+        flat = [ok for row in self.sample_correct for ok in row]
+        return sum(flat) / len(flat)
+
+
+def self_consistency(model, tokenizer, task: Task, items: list[Item], n_votes: int, sampling, strategy: str =
+                     "few-shot-cot", k: int = 3, seed: int = 0, max_new_tokens: int = 128, batch_size: int = 40,
+                     sample_seed: int = 0) -> VoteResult:
+    """Wang et al. 2022: sample ``n_votes`` chain-of-thought replies per item and keep the most frequent answer.
+
+    Every item's prompt is repeated ``n_votes`` times in the batch; sampling uses ``sampling`` (a ``SamplingConfig``)
+    and stops each reply once its answer line is complete.
+    """
+    n_votes = check_int("n_votes", n_votes, minimum=1)
+    items = list(items)
+    if not items:
+        raise ValueError("items must be a non-empty list")
+    if sampling is None:
+        raise ValueError("self-consistency needs a SamplingConfig: greedy replies would all be the same")
+    repeated = [item for item in items for _ in range(n_votes)]
+    run = evaluate(model, tokenizer, task, strategy, repeated, k, seed, max_new_tokens, batch_size,
+                   stop_at_answer=True, sampling=sampling, sample_seed=sample_seed)
+    votes = [run.predictions[i * n_votes:(i + 1) * n_votes] for i in range(len(items))]
+    sample_correct = [run.correct[i * n_votes:(i + 1) * n_votes] for i in range(len(items))]
+    majority = [majority_vote(v) for v in votes]
+    correct = [is_correct(task, m, item) for m, item in zip(majority, items)]
+    return VoteResult(task.name, votes, majority, correct, sample_correct, run.n_finished / len(repeated),
+                      run.seconds)
+
+
+CONTENT_FREE_INPUTS = ("N/A", "[MASK]")  # Zhao et al. 2021's content-free test inputs
+
+
+@torch.inference_mode()
+def option_scores(model, tokenizer, task: Task, strategy: str = "zero-shot", items: list[Item] | None = None,
+                  k: int = 3, seed: int = 0, instruction: str | None = None, questions: list[str] | None = None,
+                  options: tuple[str, ...] | list[str] | None = None, prefill: str = "",
+                  length_normalize: bool = False) -> torch.Tensor:
+    """log P(option | prompt) for every item (rows) and option (columns), summed over the option's tokens.
+
+    ``questions`` replaces the items' questions (e.g. content-free inputs for calibration). ``options``: the strings
+    scored (default: the task's labels; e.g. ``" sport"`` with a leading space after a ``prefill`` such as
+    ``"Topic:"``, so that every label is one token). ``length_normalize``: the mean per token instead of the sum.
+    """
     if task.answer_type != "option":
         raise ValueError(f"task {task.name!r} has answer_type {task.answer_type!r}; option scoring needs 'option'")
     if strategy in COT_STRATEGIES:
         raise ValueError(f"option scoring reads the answer directly; use a direct strategy, not {strategy!r}")
+    if questions is None:
+        items = list(task.items if items is None else items)
+        questions = [item.question for item in items]
+    if not questions:
+        raise ValueError("items/questions must be non-empty (None = the task's test items)")
+    options = tuple(task.options if options is None else options)
+    option_ids = [tokenizer.encode(o) for o in options]
+    rows = []
+    for question in questions:
+        prompt = build_prompt(task, strategy, question, k, seed, instruction)
+        prompt = Prompt(prompt.messages, prompt.prefill + prefill)
+        rows.append(score_options(model, prompt.token_ids(tokenizer), option_ids, length_normalize))
+    return torch.stack(rows)
+
+
+def calibrate_scores(scores: torch.Tensor, content_free: torch.Tensor) -> torch.Tensor:
+    """Contextual calibration (Zhao et al. 2021, *Calibrate Before Use*) of option log-likelihoods.
+
+    ``scores``: (items, options) log-likelihoods; ``content_free``: (inputs, options) for content-free questions such
+    as "N/A". Both are renormalised over the options; the content-free probabilities are averaged into a prior
+    ``p_cf``, and each item's probabilities are divided by it (``W = diag(p_cf)^-1``, no bias). Returns calibrated
+    log-scores: an option wins when the question raises it most ABOVE the prompt's own preference.
+    """
+    if scores.ndim != 2 or content_free.ndim != 2 or scores.shape[1] != content_free.shape[1]:
+        raise ValueError(f"scores (items, options) and content_free (inputs, options) must share the options axis, "
+                         f"got {tuple(scores.shape)} and {tuple(content_free.shape)}")
+    prior = torch.softmax(content_free.double(), dim=-1).mean(0)
+    return (torch.log_softmax(scores.double(), dim=-1) - prior.log()).float()
+
+
+def confusion_matrix(gold: list[str], predicted: list[str | None], labels: tuple[str, ...] | list[str]) -> torch.Tensor:
+    """Counts[i, j]: items of true class ``labels[i]`` predicted as ``labels[j]`` (a last column for None/other)."""
+    if len(gold) != len(predicted):
+        raise ValueError(f"gold and predicted must have the same length, got {len(gold)} and {len(predicted)}")
+    index = {label: i for i, label in enumerate(labels)}
+    counts = torch.zeros(len(labels), len(labels) + 1, dtype=torch.long)
+    for g, p in zip(gold, predicted):
+        if g not in index:
+            raise ValueError(f"gold label {g!r} is not one of {tuple(labels)}")
+        counts[index[g], index.get(p, len(labels))] += 1
+    return counts
+
+
+def evaluate_options(model, tokenizer, task: Task, strategy: str = "zero-shot", items: list[Item] | None = None,
+                     k: int = 3, seed: int = 0, instruction: str | None = None, calibrate: bool = False,
+                     length_normalize: bool = False, options: tuple[str, ...] | list[str] | None = None,
+                     prefill: str = "") -> float:
+    """Accuracy when the answer is the option with the highest log-likelihood (no generation, no format errors).
+
+    ``calibrate``: divide by the prompt's own preference first (``calibrate_scores`` with ``CONTENT_FREE_INPUTS``).
+    ``options``/``prefill``: score other spellings of the labels (same order as ``task.options``) after a prefill,
+    e.g. ``[" sport", ...]`` after ``"Topic:"`` (see ``option_scores``).
+    """
+    check_bool("calibrate", calibrate)
     items = list(task.items if items is None else items)
     if not items:
         raise ValueError("items must be a non-empty list (None = the task's test items)")
-    hits = 0
-    for item in items:
-        prompt = build_prompt(task, strategy, item.question, k, seed, instruction)
-        choice, _ = choose_option(model, tokenizer, prompt, task.options)
-        hits += choice == item.answer
-    return hits / len(items)
+    spelling = dict(options=options, prefill=prefill, length_normalize=length_normalize)
+    scores = option_scores(model, tokenizer, task, strategy, items, k, seed, instruction, **spelling)
+    if calibrate:
+        free = option_scores(model, tokenizer, task, strategy, None, k, seed, instruction,
+                             questions=list(CONTENT_FREE_INPUTS), **spelling)
+        scores = calibrate_scores(scores, free)
+    choices = [task.options[int(i)] for i in scores.argmax(1)]
+    return sum(c == item.answer for c, item in zip(choices, items)) / len(items)

@@ -150,3 +150,55 @@ def test_top_p_exercise_catches_a_float32_sum():
         return torch.log(torch.tensor([0.3, 0.1, 0.1, 0.5])), 0.8
 
     assert not check_exercise("top-p", top_p_in_float32, top_p, hf_case, trials=1)
+
+
+# ------------------------------------------------------------------- lessons 03 and 04 (issue 14): wrong answers fail
+def test_lesson04_calibration_exercise_rejects_common_mistakes(capsys):
+    from course_utils.prompting import calibrate_scores
+
+    def inputs(g):
+        return 4 * torch.randn(3, 4, generator=g), 4 * torch.randn(2, 4, generator=g)
+
+    def no_renormalisation(scores, free):  # subtracts the prior from the raw sums
+        return (scores - torch.softmax(free, -1).mean(0).log()).float()
+
+    def averaged_log_probs(scores, free):  # averages log-probabilities instead of probabilities
+        return (torch.log_softmax(scores, -1) - torch.log_softmax(free, -1).mean(0)).float()
+
+    def right(scores, free):
+        return (torch.log_softmax(scores.double(), -1) - torch.softmax(free.double(), -1).mean(0).log()).float()
+
+    assert not check_exercise("calibrate", no_renormalisation, calibrate_scores, inputs, atol=1e-4)
+    assert not check_exercise("calibrate", averaged_log_probs, calibrate_scores, inputs, atol=1e-4)
+    assert check_exercise("calibrate", right, calibrate_scores, inputs, atol=1e-4)
+    out = capsys.readouterr().out
+    assert out.count("FAIL") == 2 and out.count("PASS") == 1
+
+
+def test_lesson03_order_exercise_accepts_only_the_measured_set(capsys):
+    from course_utils.exercises import check_prediction
+    from course_utils.sampling import min_p, temperature, top_k, top_p
+
+    fresh = 3 * torch.randn(500, generator=torch.Generator().manual_seed(1))
+    rules = {"top-k": lambda z: top_k(z, 20), "top-p": lambda z: top_p(z, 0.8), "min-p": lambda z: min_p(z, 0.05)}
+    measured = sorted(name for name, rule in rules.items()
+                      if not torch.equal(torch.isfinite(rule(temperature(fresh, 2.0))),
+                                         torch.isfinite(temperature(rule(fresh), 2.0))))
+    assert measured == ["min-p", "top-p"]  # the lesson's answer: rules that read probabilities, not ranks
+    for wrong in ([], ["top-k"], ["top-p"], ["min-p"], ["min-p", "top-k", "top-p"], ["top-p", "min-p"]):
+        assert not check_prediction("order", wrong, measured)
+    assert check_prediction("order", ["min-p", "top-p"], measured)
+    assert capsys.readouterr().out.count("FAIL") == 6
+
+
+def test_lesson03_nucleus_and_lesson04_accuracy_predictions_use_their_tolerance(capsys):
+    from course_utils.exercises import check_prediction
+
+    # lesson 04: accuracies are fractions checked within +-0.1 (capitalised labels) or +-0.2 (dates prompt)
+    assert check_prediction("raw", 0.3, 0.25, tolerance=0.1) and not check_prediction("raw", 0.5, 0.25, tolerance=0.1)
+    assert not check_prediction("dates above 0 %", True, False)
+    # lesson 03: each nucleus size within a factor of two of the measured one
+    measured = (1, 3019)
+    for guess, ok in (((1, 2000), True), ((1, 6000), True), ((3, 2000), False), ((1, 100), False)):
+        assert all(m / 2 <= p <= 2 * m for p, m in zip(guess, measured)) is ok
+    capsys.readouterr()

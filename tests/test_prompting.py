@@ -308,3 +308,107 @@ def test_strategy_figure_draws_error_bars_from_intervals():
     assert len(segments) == 4 and all(seg[:, 1].tolist() == [30.0, 70.0] for seg in segments)
     plain = strategy_task_figure([{k: v for k, v in r.items() if k not in ("low", "high")} for r in rows])
     assert not plain.axes[0].collections and "interval" not in plain.axes[0].get_title()
+
+
+# ------------------------------------------------- answer lines, early stop, voting, calibration (issue 14)
+def test_answer_line_complete_needs_marker_answer_and_sentence_end():
+    from course_utils.prompting import answer_line_complete
+
+    arithmetic, dates = load_tasks()["arithmetic"], load_tasks()["dates"]
+    assert answer_line_complete(arithmetic, "8 - 2 = 6. The answer is 6. ")
+    assert answer_line_complete(arithmetic, "So the answer is: 1,250\n")
+    assert not answer_line_complete(arithmetic, "8 - 2 = 6. The answer is 6")      # the number may go on (62)
+    assert not answer_line_complete(arithmetic, "8 - 2 = 6. The answer is 2.")     # 2.5 is still possible
+    assert not answer_line_complete(arithmetic, "He has 5 + 3 = 8. Then ")          # no answer line yet
+    assert not answer_line_complete(arithmetic, "The answer is not clear. ")        # a line without a number
+    assert answer_line_complete(dates, "The answer is 1999-05-03. ")
+    assert not answer_line_complete(dates, "The answer is 1999-05. ")
+    with pytest.raises(TypeError, match="text"):
+        answer_line_complete(dates, None)
+
+
+def test_stream_callback_can_end_rows_early(tiny_model):
+    from course_utils.generation import generate
+
+    prompts = [[1, 2, 3], [4, 5]]
+    free = generate(tiny_model, prompts, max_new_tokens=8, eos_id=96)
+    steps = []
+
+    def stop_row0_after_two(tokens):
+        steps.append(tokens)
+        return [0] if len(steps) == 2 else None
+
+    stopped = generate(tiny_model, prompts, max_new_tokens=8, eos_id=96, stream=stop_row0_after_two)
+    assert stopped.tokens[0][:2] == free.tokens[0][:2] and stopped.tokens[0][2:] == [96] and stopped.finished[0]
+    assert stopped.tokens[1] == free.tokens[1]  # the other row is untouched
+    assert all(step[0] is None for step in steps[2:])
+
+
+def test_majority_vote_and_confusion_matrix():
+    from course_utils.prompting import confusion_matrix, majority_vote
+
+    assert majority_vote(["6", None, "7", "6"]) == "6" and majority_vote(["7", "6"]) == "7"
+    assert majority_vote([None, None]) is None
+    counts = confusion_matrix(["a", "a", "b"], ["a", "b", None], ("a", "b"))
+    assert counts.tolist() == [[1, 1, 0], [0, 0, 1]]
+    with pytest.raises(ValueError, match="gold label"):
+        confusion_matrix(["c"], ["a"], ("a", "b"))
+
+
+def test_calibration_removes_the_prompts_own_preference():
+    from course_utils.prompting import calibrate_scores
+
+    prior = torch.tensor([[0.7, 0.2, 0.1]]).log()  # the content-free input: the prompt favours option 0
+    scores = torch.tensor([[0.5, 0.4, 0.1], [0.6, 0.1, 0.3]]).log()
+    calibrated = calibrate_scores(scores, prior)
+    assert scores.argmax(1).tolist() == [0, 0]
+    assert calibrated.argmax(1).tolist() == [1, 2]  # option 0 only wins where the question raises it above 0.7
+    # a uniform prior changes nothing; renormalisation makes the scale of the log-scores irrelevant
+    assert torch.equal(calibrate_scores(scores, torch.zeros(1, 3)).argmax(1), scores.argmax(1))
+    assert torch.allclose(calibrate_scores(scores - 5, prior), calibrated, atol=1e-6)
+    with pytest.raises(ValueError, match="options axis"):
+        calibrate_scores(scores, torch.zeros(1, 2))
+
+
+def test_self_consistency_votes_over_sampled_replies(course_model):
+    from course_utils.prompting import self_consistency
+    from course_utils.sampling import SamplingConfig
+
+    model, tok = course_model
+    task = load_tasks()["arithmetic"]
+    items = list(task.items[:2])
+    result = self_consistency(model, tok, task, items, 3, SamplingConfig(temperature=0.7), max_new_tokens=24,
+                              batch_size=6)
+    assert len(result.votes) == 2 and all(len(v) == 3 for v in result.votes)
+    assert result.correct == [is_correct(task, m, i) for m, i in zip(result.majority, items)]
+    assert 0 <= result.finished <= 1 and result.interval[0] <= result.accuracy <= result.interval[1]
+    with pytest.raises(ValueError, match="SamplingConfig"):
+        self_consistency(model, tok, task, items, 3, None)
+
+
+def test_new_figures_draw_and_validate():
+    import matplotlib.pyplot as plt
+
+    from course_utils.plots.prompting import confusion_figure, k_sweep_figure, spread_figure
+    from course_utils.plots.ranks import rank_mass_figure
+
+    rows = [{"task": "t", "strategy": s, "accuracy": 0.5, "mean_tokens": n} for s, n in (("a", 3), ("b", 40))]
+    fig = strategy_task_figure(rows, caps={"direct": 12, "chain-of-thought": 128})
+    assert len(fig.axes[1].lines) == 2 and fig.legends  # cap lines on the length panel, legend below
+    fig = confusion_figure([[3, 1, 0], [0, 4, 1]], ["x", "y"], "demo")
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["x", "y", "none"]
+    fig = k_sweep_figure([0, 1, 2], {"dates": [(0.0, 0.0, 0.1), (0.5, 0.3, 0.7), (0.6, 0.4, 0.8)]}, "k")
+    assert len(fig.axes[0].lines) == 1
+    fig = spread_figure({"a": [0.5, 0.6]}, "spread", chance=0.25)
+    assert "range" in " ".join(t.get_text() for t in fig.axes[0].get_legend().get_texts())
+    probs = torch.softmax(torch.randn(100, generator=torch.Generator().manual_seed(0)), -1)
+    fig = rank_mass_figure({"T = 1": probs, "T = 2": torch.softmax(probs.log() / 2, -1)}, top=10)
+    heights = [bar.get_height() for bar in fig.axes[1].patches]
+    assert abs(heights[0] + heights[2] - 100) < 1e-3  # top 10 + all other tokens = the whole mass
+    plt.close("all")
+    with pytest.raises(ValueError, match="counts"):
+        confusion_figure([[1, 2]], ["x", "y"], "bad")
+    with pytest.raises(ValueError, match="one .accuracy, low, high. triple"):
+        k_sweep_figure([0, 1], {"d": [(0.1, 0, 0.2)]}, "bad")
+    with pytest.raises(ValueError, match="top"):
+        rank_mass_figure({"x": probs}, top=0)
