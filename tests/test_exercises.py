@@ -202,3 +202,18 @@ def test_lesson03_nucleus_and_lesson04_accuracy_predictions_use_their_tolerance(
     for guess, ok in (((1, 2000), True), ((1, 6000), True), ((3, 2000), False), ((1, 100), False)):
         assert all(m / 2 <= p <= 2 * m for p, m in zip(guess, measured)) is ok
     capsys.readouterr()
+
+
+def test_lesson08_prediction_checks_reject_wrong_answers(capsys):
+    """Lesson 08: batch-32 memory within 10 % of the measurement; the α rule from a set of tied rules."""
+    from course_utils.exercises import check_prediction
+
+    measured = 187.5  # MiB saved at batch 32, say; the lesson accepts 10 % either way
+    assert check_prediction("batch 32", 4 * 47.0, measured, tolerance=0.1 * measured)
+    assert not check_prediction("batch 32", 47.0, measured, tolerance=0.1 * measured)   # forgot to scale the batch
+    assert not check_prediction("batch 32", 16 * 47.0, measured, tolerance=0.1 * measured)  # scaled it twice
+    tied = {"α=2r", "rsLoRA"}
+    assert check_prediction("rule", "rsLoRA", tied) and not check_prediction("rule", "fixed α=16", tied)
+    assert not check_prediction("rule", "alpha=2r", tied)  # a spelling the check does not know is not accepted
+    out = capsys.readouterr().out
+    assert out.count("PASS") == 2 and out.count("FAIL") == 4
