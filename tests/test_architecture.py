@@ -8,8 +8,9 @@ from pathlib import Path
 from course_utils.paths import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "course_utils"
-# Kept-for-one-release shims may look up their new home lazily (lora -> lora_adapters); that is not a dependency.
-LAZY_SHIMS = {("lora", "lora_adapters")}
+# Kept-for-one-release shims may look up their new home lazily (lora -> lora_adapters, positional -> rope); that is
+# not a dependency.
+LAZY_SHIMS = {("lora", "lora_adapters"), ("positional", "rope")}
 
 
 def module_order() -> list[str]:
