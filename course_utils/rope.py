@@ -15,18 +15,10 @@ import math
 
 import torch
 
+from .positional import _check_base, _check_even_dim  # the same rules as the sinusoidal table
+
 ROPE_LAYOUTS = ("interleaved", "half")
 ROPE_SCALINGS = ("none", "linear", "ntk")
-
-
-def _check_even_dim(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value % 2:
-        raise ValueError(f"{name} must be a positive even integer (sin/cos come in pairs), got {value!r}")
-
-
-def _check_base(base) -> None:
-    if isinstance(base, bool) or not isinstance(base, (int, float)) or not base > 0 or not math.isfinite(base):
-        raise ValueError(f"base must be a positive finite number, got {base!r}")
 
 
 def _check_layout(layout: str) -> None:
