@@ -13,10 +13,12 @@ import subprocess
 import sys
 import sysconfig
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
 
+from course_utils.cache_layout import cache_dir
 from course_utils.paths import NOTEBOOKS_DIR, REPO_ROOT
 
 TOOLS = REPO_ROOT / "tools"
@@ -79,16 +81,15 @@ def test_repository_address_is_kept_in_one_place():
             assert cells[0]["cell_type"] == "markdown" and "".join(cells[1]["source"]) == source, notebook.name
 
 
-@pytest.mark.slow
-def test_clean_environment_set_up_then_left_alone(tmp_path):
+def _cloud_like_venv(tmp_path: Path) -> tuple[Path, dict]:
+    """A clean venv that sees this environment's packages (torch, pip, setuptools...) but not course_utils, offline."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
     site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           check=True, capture_output=True, text=True).stdout.strip()
-    # like a cloud notebook with torch preinstalled: the course environment's packages (torch, pip, setuptools, ...)
-    # are visible through links in one folder, all but course_utils itself (so pip never sees, let alone touches, the
-    # course environment's own install of it)
+    # like a cloud notebook with torch preinstalled: the course environment's packages are visible through links in
+    # one folder, all but course_utils itself (so pip never sees, let alone touches, the course environment's install)
     deps = tmp_path / "deps"
     deps.mkdir()
     for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
@@ -97,18 +98,81 @@ def test_clean_environment_set_up_then_left_alone(tmp_path):
     Path(site, "course-deps.pth").write_text(f"{deps}\n")
     env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME")}
     env["PIP_NO_INDEX"] = "1"  # offline: nothing may come from a package index
-    command = [str(python), str(TOOLS / "cloud_setup.py"), "--repository", str(REPO_ROOT), "--dest",
-               str(tmp_path / "clone"), "--pip-arg=--no-deps", "--pip-arg=--no-build-isolation"]
     probe = [str(python), "-c", "import importlib.util as u; print(u.find_spec('course_utils') is not None)"]
     assert subprocess.run(probe, env=env, capture_output=True, text=True, cwd=tmp_path).stdout.strip() == "False"
+    return python, env
 
+
+def _imported_from(python: Path, env: dict, cwd: Path) -> Path:
+    where = subprocess.run([str(python), "-c", "import course_utils; print(course_utils.__file__)"], env=env,
+                           capture_output=True, text=True, check=True, cwd=cwd).stdout.strip()
+    return Path(where)
+
+
+@pytest.mark.slow
+def test_clean_environment_set_up_then_left_alone(tmp_path):
+    python, env = _cloud_like_venv(tmp_path)
+    command = [str(python), str(TOOLS / "cloud_setup.py"), "--repository", str(REPO_ROOT), "--dest",
+               str(tmp_path / "clone"), "--pip-arg=--no-deps", "--pip-arg=--no-build-isolation"]
     first = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "keeping the preinstalled torch" in first.stdout and "course weights ready" in first.stdout
-    where = subprocess.run([str(python), "-c", "import course_utils; print(course_utils.__file__)"], env=env,
-                           capture_output=True, text=True, check=True, cwd=tmp_path).stdout.strip()
-    assert Path(where).is_relative_to(tmp_path / "clone"), where
+    assert _imported_from(python, env, tmp_path).is_relative_to(tmp_path / "clone")
 
     second = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert second.returncode == 0 and "nothing to do" in second.stdout, second.stdout + second.stderr
     assert "cloning" not in second.stdout and "installing" not in second.stdout
+
+
+def _zip_of_this_checkout(target: Path) -> None:
+    """What a learner uploads: the course's files (tracked and new, not ignored) under one top folder, as a .zip."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO_ROOT,
+                            check=True, capture_output=True).stdout.decode().split("\0")
+    with zipfile.ZipFile(target, "w") as archive:
+        for name in filter(None, listed):
+            if (REPO_ROOT / name).is_file():
+                archive.write(REPO_ROOT / name, f"llm-course-main/{name}")
+
+
+@pytest.mark.slow
+def test_setup_cell_installs_an_uploaded_zip_then_does_nothing(tmp_path):
+    """The notebooks' cell, run as on Colab before the course is published: a .zip uploaded next to the notebook."""
+    python, env = _cloud_like_venv(tmp_path)
+    home, work = tmp_path / "home", tmp_path / "content"
+    home.mkdir(), work.mkdir()
+    _zip_of_this_checkout(work / "llm-course-main.zip")
+    env.update(HOME=str(home), PIP_NO_DEPS="1", PIP_NO_BUILD_ISOLATION="0",  # offline pip, as in the test above
+               COURSE_CACHE=str(cache_dir()))  # the weights come from this machine's cache, not from the network
+    cell = setup_cell.cell_source("")
+    first = subprocess.run([str(python), "-c", cell], env=env, capture_output=True, text=True, cwd=work, timeout=600)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "keeping the preinstalled torch" in first.stdout and "course weights ready" in first.stdout
+    assert _imported_from(python, env, work).is_relative_to(home / "llm-course")
+
+    second = subprocess.run([str(python), "-c", cell], env=env, capture_output=True, text=True, cwd=work, timeout=120)
+    assert second.returncode == 0 and second.stdout == "" and second.stderr == "", second.stdout + second.stderr
+
+
+def test_setup_cell_says_what_to_do_without_a_copy_of_the_course(tmp_path):
+    python, env = _cloud_like_venv(tmp_path)
+    env["HOME"] = str(tmp_path / "home")
+    cell = setup_cell.cell_source("")
+    result = subprocess.run([str(python), "-c", cell], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode != 0 and "upload its .zip first" in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "home" / "llm-course").exists()
+
+
+def test_write_into_inserts_then_keeps_then_updates(tmp_path):
+    notebook = tmp_path / "lesson.ipynb"
+    cells = [{"cell_type": "markdown", "id": "title", "metadata": {}, "source": ["# Lesson"]},
+             {"cell_type": "code", "execution_count": None, "id": "code", "metadata": {}, "outputs": [], "source": []}]
+    notebook.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    assert setup_cell.write_into(notebook, setup_cell.cell_source("")) == "inserted"
+    assert setup_cell.write_into(notebook, setup_cell.cell_source("")) == "unchanged"
+    assert setup_cell.write_into(notebook, setup_cell.cell_source("https://example.org/course.git")) == "updated"
+    written = json.loads(notebook.read_text())["cells"]
+    assert [c["id"] for c in written][::2] == ["title", "code"] and len(written) == 3
+    assert "".join(written[1]["source"]) == setup_cell.cell_source("https://example.org/course.git")
+    notebook.write_text(json.dumps({"cells": cells[1:], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    with pytest.raises(ValueError, match="must be the title"):
+        setup_cell.write_into(notebook, setup_cell.cell_source(""))
