@@ -13,7 +13,8 @@ SOLUTIONS := $(sort $(wildcard notebooks/solutions/*.ipynb))
 # that another process has pushed off its core: on a 2-core machine shared with other jobs, lesson 03's generation ran
 # 5-9x slower than with PASSIVE (same work, same load; README, "Lesson map"). The variable is read once, when torch
 # loads, so it must be in the kernel's environment: setting it from inside a notebook is too late.
-KERNEL_ENV := OMP_WAIT_POLICY=PASSIVE
+# An OMP_WAIT_POLICY of your own (environment or make argument) wins.
+KERNEL_ENV := OMP_WAIT_POLICY=$(or $(OMP_WAIT_POLICY),PASSIVE)
 # HF_HUB_OFFLINE: the reference tests build their Hugging Face models locally and never reach for a hub.
 TEST_ENV := COURSE_FAST=1 TQDM_DISABLE=1 PYDEVD_DISABLE_FILE_VALIDATION=1 $(KERNEL_ENV) HF_HUB_OFFLINE=1
 
