@@ -8,8 +8,15 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 SOLUTIONS := $(sort $(wildcard notebooks/solutions/*.ipynb))
+# Every kernel the course starts (lab, demo, run, tests): torch's OpenMP threads sleep when idle instead of spinning.
+# With the default (spinning) policy, each of the many small parallel regions of a decoding step waits for a thread
+# that another process has pushed off its core: on a 2-core machine shared with other jobs, lesson 03's generation ran
+# 5-9x slower than with PASSIVE (same work, same load; README, "Lesson map"). The variable is read once, when torch
+# loads, so it must be in the kernel's environment: setting it from inside a notebook is too late.
+# An OMP_WAIT_POLICY of your own (environment or make argument) wins.
+KERNEL_ENV := OMP_WAIT_POLICY=$(or $(OMP_WAIT_POLICY),PASSIVE)
 # HF_HUB_OFFLINE: the reference tests build their Hugging Face models locally and never reach for a hub.
-TEST_ENV := COURSE_FAST=1 TQDM_DISABLE=1 PYDEVD_DISABLE_FILE_VALIDATION=1 OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
+TEST_ENV := COURSE_FAST=1 TQDM_DISABLE=1 PYDEVD_DISABLE_FILE_VALIDATION=1 $(KERNEL_ENV) HF_HUB_OFFLINE=1
 
 # How committed notebooks are cleaned (also the pre-commit hook): keep outputs, execution counts (nbval needs them) and
 # widget state (readers without a kernel see the last view), drop papermill's per-cell timings.
@@ -31,7 +38,7 @@ $(VENV)/.installed: pyproject.toml
 # JupyterLab refuses to run as root unless told; course containers often run as root.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 lab: setup
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
+	$(KERNEL_ENV) $(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
 
 # Classroom demo: the sampling explorer and the RoPE widget as standalone pages (Voila: outputs and widgets, no code),
 # served on 127.0.0.1 only and offline; the [demo] extra (Voila) is installed on first use. Classroom size by default
@@ -42,8 +49,8 @@ demo: setup
 	@$(PY) -c "import voila" 2>/dev/null || $(PY) -m pip install --quiet -e ".[demo]"
 	@echo "Sampling explorer: http://127.0.0.1:$(DEMO_PORT)/voila/render/sampling_explorer.ipynb"
 	@echo "RoPE widget:       http://127.0.0.1:$(DEMO_PORT)/voila/render/rope.ipynb   (Ctrl-C stops the server)"
-	COURSE_CLASSROOM=$(DEMO_CLASSROOM) TQDM_DISABLE=1 $(VENV)/bin/voila demo --no-browser --Voila.ip=127.0.0.1 \
-		--port=$(DEMO_PORT) --Voila.port_retries=0
+	$(KERNEL_ENV) COURSE_CLASSROOM=$(DEMO_CLASSROOM) TQDM_DISABLE=1 $(VENV)/bin/voila demo --no-browser \
+		--Voila.ip=127.0.0.1 --port=$(DEMO_PORT) --Voila.port_retries=0
 
 test: setup
 	$(TEST_ENV) $(PY) -m pytest -q tests notebooks --nbval-lax --nbval-current-env -p no:randomly
@@ -75,7 +82,7 @@ test-autocast: setup
 run: setup
 	@for nb in $(NOTEBOOKS) $(SOLUTIONS); do \
 		start=$$(date +%s); \
-		$(VENV)/bin/papermill --cwd $$(dirname $$nb) -k python3 $$nb $$nb || exit 1; \
+		$(KERNEL_ENV) $(VENV)/bin/papermill --cwd $$(dirname $$nb) -k python3 $$nb $$nb || exit 1; \
 		$(VENV)/bin/nbstripout $(NBSTRIPOUT_FLAGS) $$nb; \
 		echo "$$nb: $$(( $$(date +%s) - start )) s"; \
 	done

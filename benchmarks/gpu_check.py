@@ -39,7 +39,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 # Third-party modules that course_utils imports at module level but that this script never uses (adapter files,
 # progress bars). A GPU machine with only torch may lack them. numpy is never replaced (torch itself probes for it):
-# without numpy, course_utils.device (numpy's seeding, imported by training.py for train()) is replaced instead.
+# without numpy, course_utils.seeding (numpy's seeding, imported by training.py for train()) is replaced instead.
 UNUSED_DEPENDENCIES = ("safetensors", "safetensors.torch", "tqdm", "tqdm.auto")
 
 
@@ -67,7 +67,7 @@ def import_course_utils() -> list[str]:
 
     With every dependency installed this is a plain import. Otherwise the package is registered without running
     its ``__init__`` (which loads the GGUF/tokenizer stack for ``load_model``), and each missing module of
-    ``UNUSED_DEPENDENCIES`` gets a placeholder (and ``course_utils.device`` when numpy is missing).
+    ``UNUSED_DEPENDENCIES`` gets a placeholder (and ``course_utils.seeding`` when numpy is missing).
     """
     if str(ROOT) not in sys.path:  # run from a plain checkout, without installing the package
         sys.path.insert(0, str(ROOT))
@@ -90,8 +90,8 @@ def import_course_utils() -> list[str]:
     try:
         importlib.import_module("numpy")
     except ImportError:
-        sys.modules["course_utils.device"] = _placeholder("course_utils.device (needs numpy)")
-        replaced.append("course_utils.device")
+        sys.modules["course_utils.seeding"] = _placeholder("course_utils.seeding (needs numpy)")
+        replaced.append("course_utils.seeding")
     return replaced
 
 

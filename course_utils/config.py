@@ -1,11 +1,10 @@
 """``ModelConfig``: the hyper-parameters that define a LLaMA-family decoder, validated when created."""
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import asdict, dataclass
 
 from .rope import ROPE_LAYOUTS
+from .validation import check_bool, check_choice, check_int, check_real, check_text
 
 _POSITIVE_INTS = ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "max_seq_len")
 
@@ -27,35 +26,31 @@ class ModelConfig:
     rope_layout: str = "interleaved"  # RoPE pairs: "interleaved" (GGUF, RoFormer) or "half" (Hugging Face)
     bos_id: int | None = 1           # beginning-of-sequence token id, if the tokenizer has one
     eos_id: int | None = 2           # end-of-sequence (end of turn) token id, if any
-    name: str = "SmolLM2-135M-Instruct"  # identifies the base model (adapters check it)
+    name: str = "SmolLM2-135M-Instruct"  # identifies the base model: adapters record it and check it at load
+    display_name: str | None = None  # how the model is named for people (None: the same as name); adapters ignore it
 
     def __post_init__(self) -> None:
         for field in _POSITIVE_INTS:
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"ModelConfig.{field} must be an int, got {type(value).__name__} {value!r}")
-            if value <= 0:
-                raise ValueError(f"ModelConfig.{field} must be a positive integer, got {value!r}")
+            setattr(self, field, check_int(f"ModelConfig.{field}", getattr(self, field), minimum=1))
         for field in ("norm_eps", "rope_theta"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"ModelConfig.{field} must be a number, got {type(value).__name__} {value!r}")
-            if not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"ModelConfig.{field} must be a positive finite number, got {value!r}")
-        if not isinstance(self.tie_embeddings, bool):
-            raise TypeError(f"ModelConfig.tie_embeddings must be a bool, got {self.tie_embeddings!r}")
+            setattr(self, field, check_real(f"ModelConfig.{field}", getattr(self, field), low=0, low_open=True))
+        check_bool("ModelConfig.tie_embeddings", self.tie_embeddings)
         for field in ("bos_id", "eos_id"):
             value = getattr(self, field)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
-                raise TypeError(f"ModelConfig.{field} must be an int or None, got {value!r}")
+            if value is not None:
+                setattr(self, field, check_int(f"ModelConfig.{field}", value, minimum=0, maximum=self.vocab_size - 1,
+                                               hint="a token id, or None"))
         if self.dim % self.n_heads:
             raise ValueError(f"dim={self.dim} is not divisible by n_heads={self.n_heads}")
         if self.n_heads % self.n_kv_heads:
             raise ValueError(f"n_heads={self.n_heads} is not a multiple of n_kv_heads={self.n_kv_heads}")
-        if self.head_dim % 2:
-            raise ValueError(f"RoPE needs an even head_dim (pairs of dimensions), got head_dim={self.head_dim}")
-        if self.rope_layout not in ROPE_LAYOUTS:
-            raise ValueError(f"ModelConfig.rope_layout must be one of {ROPE_LAYOUTS}, got {self.rope_layout!r}")
+        check_int("ModelConfig.head_dim (dim / n_heads)", self.head_dim, multiple_of=2,
+                  hint="RoPE rotates pairs of dimensions")
+        check_choice("ModelConfig.rope_layout", self.rope_layout, ROPE_LAYOUTS)
+        check_text("ModelConfig.name", self.name, hint="the identity saved adapters check")
+        if self.display_name is None:
+            self.display_name = self.name
+        check_text("ModelConfig.display_name", self.display_name, hint="None: the same as name")
 
     @property
     def head_dim(self) -> int:

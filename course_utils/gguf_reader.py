@@ -8,7 +8,7 @@ import torch
 
 from .checkpoint import Checkpoint, check_tensor_names
 from .config import ModelConfig
-from .fetch import COURSE_MODEL_NAME, FETCH_HINT, verify_course_weights
+from .fetch import COURSE_DISPLAY_NAME, COURSE_MODEL_NAME, FETCH_HINT, verify_course_weights
 from .tokenizer import ChatTemplate
 
 _GGUF_LAYER_NAMES = {
@@ -92,7 +92,8 @@ def read_gguf(path: Path, verified: bool = False) -> Checkpoint:
         rope_layout="interleaved",
         bos_id=_field(reader, path, "tokenizer.ggml.bos_token_id", None),
         eos_id=_field(reader, path, "tokenizer.ggml.eos_token_id", None),
-        name=name,
+        name=name,  # the identity adapters check: kept exactly as the file says
+        display_name=COURSE_DISPLAY_NAME if name == COURSE_MODEL_NAME else name,
     )
     check_tensor_names({_gguf_tensor_name(n) for n in names}, config, str(path))
     state = {}

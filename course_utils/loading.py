@@ -6,10 +6,11 @@ import os
 import torch
 from tokenizers import Tokenizer
 
-from .device import default_dtype, pick_device
+from .device import pick_device
 from .fast_inference import make_fast
 from .load_weights import load_checkpoint
 from .model import LlamaModel
+from .precision import default_dtype
 from .tokenizer import ChatTokenizer
 
 

@@ -12,7 +12,7 @@ On any device the parts are counted from the tensors themselves:
 On CUDA the allocator's own peak (``torch.cuda.max_memory_allocated``) is reported as well.
 One file of ~270 lines: the meter, the cast recorder it needs and the two measurements that use them belong together.
 
-The autocast policy that training runs under is ``device.autocast_for``.
+The autocast policy that training runs under is ``precision.autocast_for``.
 """
 from __future__ import annotations
 

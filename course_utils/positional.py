@@ -12,20 +12,9 @@ import math
 import torch
 from torch import nn
 
+from .validation import check_bool, check_int, check_real
 
-def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _check_even_dim(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value % 2:
-        raise ValueError(f"{name} must be a positive even integer (sin/cos come in pairs), got {value!r}")
-
-
-def _check_base(base) -> None:
-    if isinstance(base, bool) or not isinstance(base, (int, float)) or not base > 0 or not math.isfinite(base):
-        raise ValueError(f"base must be a positive finite number, got {base!r}")
+PAIRS = "sin/cos come in pairs"  # why a dimension must be even
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -34,8 +23,8 @@ def _check_base(base) -> None:
 
 def sinusoidal_frequencies(dim: int, base: float = 10000.0) -> torch.Tensor:
     """omega_i = 1 / base^(2i/dim) for i = 0 .. dim/2 - 1, float64 (radians per position)."""
-    _check_even_dim("dim", dim)
-    _check_base(base)
+    dim = check_int("dim", dim, minimum=2, multiple_of=2, hint=PAIRS)
+    base = check_real("base", base, low=0, low_open=True)
     return base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
 
 
@@ -44,7 +33,7 @@ def sinusoidal_encoding(n_positions: int, dim: int, base: float = 10000.0) -> to
 
     Returns float32 of shape [n_positions, dim]; computed in float64 so large positions stay accurate.
     """
-    _check_positive_int("n_positions", n_positions)
+    n_positions = check_int("n_positions", n_positions, minimum=1)
     angles = torch.arange(n_positions, dtype=torch.float64)[:, None] * sinusoidal_frequencies(dim, base)
     return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2).float()
 
@@ -54,8 +43,7 @@ def sinusoidal_offset_matrix(offset: int, dim: int, base: float = 10000.0) -> to
 
     It is block-diagonal: one 2x2 rotation by angle k * omega_i per (sin, cos) pair. Float64, shape [dim, dim].
     """
-    if isinstance(offset, bool) or not isinstance(offset, int):
-        raise ValueError(f"offset must be an integer, got {offset!r}")
+    offset = check_int("offset", offset)
     angles = offset * sinusoidal_frequencies(dim, base)
     matrix = torch.zeros(dim, dim, dtype=torch.float64)
     rows = torch.arange(0, dim, 2)
@@ -74,10 +62,9 @@ class LearnedPositionEmbedding(nn.Module):
 
     def __init__(self, max_len: int, dim: int, init_std: float = 0.02):
         super().__init__()
-        _check_positive_int("max_len", max_len)
-        _check_positive_int("dim", dim)
-        if not init_std > 0:
-            raise ValueError(f"init_std must be positive, got {init_std!r}")
+        max_len = check_int("max_len", max_len, minimum=1)
+        dim = check_int("dim", dim, minimum=1)
+        init_std = check_real("init_std", init_std, low=0, low_open=True)
         self.table = nn.Embedding(max_len, dim)
         nn.init.normal_(self.table.weight, std=init_std)
 
@@ -103,10 +90,8 @@ def relative_distances(q_len: int, k_len: int) -> torch.Tensor:
 
     Queries are the last ``q_len`` of the ``k_len`` positions (so the matrix also fits a KV cache).
     """
-    _check_positive_int("q_len", q_len)
-    _check_positive_int("k_len", k_len)
-    if q_len > k_len:
-        raise ValueError(f"q_len={q_len} cannot exceed k_len={k_len}")
+    k_len = check_int("k_len", k_len, minimum=1)
+    q_len = check_int("q_len", q_len, minimum=1, maximum=k_len, hint="the queries are the last of the k_len positions")
     query_positions = torch.arange(k_len - q_len, k_len)
     return torch.arange(k_len)[None, :] - query_positions[:, None]
 
@@ -116,7 +101,7 @@ def shaw_clipped_indices(q_len: int, k_len: int, max_distance: int) -> torch.Ten
 
     Each index selects one learned vector (or, in a bias variant, one learned scalar); beyond K all distances share one.
     """
-    _check_positive_int("max_distance", max_distance)
+    max_distance = check_int("max_distance", max_distance, minimum=1)
     return relative_distances(q_len, k_len).clamp(-max_distance, max_distance) + max_distance
 
 
@@ -128,13 +113,12 @@ def t5_relative_buckets(relative_position: torch.Tensor, bidirectional: bool = T
     exact small distances; the rest cover distances up to ``max_distance`` on a log scale; farther ones share the last.
     With ``bidirectional`` the upper half of the buckets is for keys after the query.
     """
-    _check_positive_int("num_buckets", num_buckets)
-    _check_positive_int("max_distance", max_distance)
+    bidirectional = check_bool("bidirectional", bidirectional)
+    num_buckets = check_int("num_buckets", num_buckets, minimum=4 if bidirectional else 2,
+                            hint="at least one exact and one log-scale bucket per direction")
     exact_count = (num_buckets // 2 if bidirectional else num_buckets) // 2
-    if exact_count < 1:
-        raise ValueError(f"num_buckets={num_buckets} is too small: need at least {4 if bidirectional else 2}")
-    if max_distance <= exact_count:
-        raise ValueError(f"max_distance={max_distance} must exceed the {exact_count} exact buckets")
+    max_distance = check_int("max_distance", max_distance, minimum=exact_count + 1,
+                             hint=f"it must exceed the {exact_count} exact buckets")
     relative_position = torch.as_tensor(relative_position).long()
     buckets = torch.zeros_like(relative_position)
     if bidirectional:
@@ -156,7 +140,7 @@ def alibi_slopes(n_heads: int) -> torch.Tensor:
     For a power of two n: a geometric sequence starting at and with ratio 2^(-8/n) (8 heads: 1/2, 1/4, ..., 1/256).
     Otherwise: the slopes of the largest power of two p < n, then every other slope of 2p, the first n - p of them.
     """
-    _check_positive_int("n_heads", n_heads)
+    n_heads = check_int("n_heads", n_heads, minimum=1)
     power = 2 ** math.floor(math.log2(n_heads))
     start = 2.0 ** (-8.0 / power)
     slopes = [start ** (i + 1) for i in range(power)]

@@ -15,23 +15,25 @@ import math
 
 import torch
 
-from .positional import _check_base, _check_even_dim  # the same rules as the sinusoidal table
+from .validation import check_choice, check_int, check_real
 
 ROPE_LAYOUTS = ("interleaved", "half")
 ROPE_SCALINGS = ("none", "linear", "ntk")
+PAIRS = "RoPE rotates pairs of dimensions"  # why a head dimension must be even
 
 
-def _check_layout(layout: str) -> None:
-    if layout not in ROPE_LAYOUTS:
-        raise ValueError(f"unknown RoPE layout {layout!r}; allowed: {ROPE_LAYOUTS}")
+def _check_head_dim(head_dim, minimum: int = 2) -> int:
+    return check_int("head_dim", head_dim, minimum=minimum, multiple_of=2, hint=PAIRS)
+
+
+def _check_base(base) -> float:
+    return check_real("base", base, low=0, low_open=True)
 
 
 def rope_inverse_frequencies(head_dim: int, base: float = 10000.0) -> torch.Tensor:
     """theta_i = base^(-2i/d) for i = 0 .. d/2 - 1 (radians per position), as float64."""
-    if not isinstance(head_dim, int) or head_dim <= 0 or head_dim % 2:
-        raise ValueError(f"RoPE needs a positive even head dimension, got {head_dim!r}")
-    if not base > 0:
-        raise ValueError(f"RoPE base must be positive, got {base!r}")
+    head_dim = _check_head_dim(head_dim)
+    base = _check_base(base)
     exponents = torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim
     return base ** (-exponents)
 
@@ -57,7 +59,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: st
     ``cos`` and ``sin`` have last dimension head_dim // 2 and broadcast against ``x``'s leading dims. A pair (a, b)
     turned by the angle m theta_i becomes (a cos - b sin, a sin + b cos): RoFormer's equation (its section 3.2).
     """
-    _check_layout(layout)
+    check_choice("layout", layout, ROPE_LAYOUTS)
     if x.shape[-1] % 2 or cos.shape[-1] * 2 != x.shape[-1]:
         raise ValueError(f"x has last dim {x.shape[-1]} but cos/sin have {cos.shape[-1]}: "
                          f"expected half of an even head_dim")
@@ -75,8 +77,7 @@ def interleaved_to_half_order(head_dim: int) -> torch.Tensor:
 
     Half-split row i is interleaved row 2i (first halves), row d/2 + i is interleaved row 2i + 1.
     """
-    if head_dim <= 0 or head_dim % 2:
-        raise ValueError(f"RoPE needs a positive even head dimension, got {head_dim!r}")
+    head_dim = _check_head_dim(head_dim)
     return torch.cat((torch.arange(0, head_dim, 2), torch.arange(1, head_dim, 2)))
 
 
@@ -86,9 +87,10 @@ def permute_qk_rows(weight: torch.Tensor, n_heads: int, to_layout: str) -> torch
     ``to_layout="half"`` maps interleaved (GGUF) weights to half-split (Hugging Face) weights;
     ``to_layout="interleaved"`` is the inverse.
     """
-    _check_layout(to_layout)
+    check_choice("to_layout", to_layout, ROPE_LAYOUTS)
+    n_heads = check_int("n_heads", n_heads, minimum=1)
     rows = weight.shape[0]
-    if n_heads <= 0 or rows % n_heads:
+    if rows % n_heads:
         raise ValueError(f"weight has {rows} rows, not a multiple of n_heads={n_heads}")
     head_dim = rows // n_heads
     order = interleaved_to_half_order(head_dim)
@@ -107,11 +109,9 @@ def rope_wavelengths(head_dim: int, base: float = 10000.0) -> torch.Tensor:
     return 2 * math.pi / rope_inverse_frequencies(head_dim, base)
 
 
-def _check_scaling(scaling: str, factor) -> None:
-    if scaling not in ROPE_SCALINGS:
-        raise ValueError(f"unknown RoPE scaling {scaling!r}; allowed: {ROPE_SCALINGS}")
-    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor >= 1 or not math.isfinite(factor):
-        raise ValueError(f"scaling factor must be a finite number >= 1 (new length / trained length), got {factor!r}")
+def _check_scaling(scaling: str, factor) -> float:
+    check_choice("scaling", scaling, ROPE_SCALINGS)
+    return check_real("factor", factor, low=1, hint="new length / trained length")
 
 
 def ntk_scaled_base(base: float, head_dim: int, factor: float) -> float:
@@ -120,11 +120,9 @@ def ntk_scaled_base(base: float, head_dim: int, factor: float) -> float:
     The fastest pair (i = 0) keeps its frequency; the slowest (i = d/2 - 1) turns exactly ``factor`` times slower,
     like position interpolation; the pairs in between are stretched by geometrically growing amounts.
     """
-    _check_base(base)
-    _check_even_dim("head_dim", head_dim)
-    if head_dim < 4:
-        raise ValueError(f"NTK scaling needs head_dim >= 4 (the exponent is d / (d - 2)), got {head_dim}")
-    _check_scaling("ntk", factor)
+    base = _check_base(base)
+    head_dim = check_int("head_dim", head_dim, minimum=4, multiple_of=2, hint="NTK's exponent is d / (d - 2)")
+    factor = _check_scaling("ntk", factor)
     return float(base) * float(factor) ** (head_dim / (head_dim - 2))
 
 
@@ -136,7 +134,7 @@ def scaled_rope_angles(positions: torch.Tensor, head_dim: int, base: float = 100
     ``"ntk"``: positions unchanged, base -> ``ntk_scaled_base(base, head_dim, factor)``.
     ``"none"``: plain RoPE (``factor`` is ignored but still validated).
     """
-    _check_scaling(scaling, factor)
+    factor = _check_scaling(scaling, factor)
     positions = torch.as_tensor(positions)
     if scaling == "linear":
         return rope_angles(positions.to(torch.float64) / factor, head_dim, base)

@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .device import single_thread
 from .positional import (
     LearnedPositionEmbedding,
     alibi_slopes,
@@ -23,6 +22,8 @@ from .positional import (
     t5_relative_buckets,
 )
 from .rope import ROPE_SCALINGS, apply_rope, scaled_rope_angles
+from .threads import single_thread
+from .validation import check_bool, check_choice, check_int, check_real
 
 POSITION_SCHEMES = ("none", "sinusoidal", "learned", "relative", "alibi", "rope")
 IGNORE_INDEX = -100
@@ -43,17 +44,13 @@ class TinyConfig:
     relative_max_distance: int = 64
 
     def __post_init__(self) -> None:
-        if self.scheme not in POSITION_SCHEMES:
-            raise ValueError(f"unknown positional scheme {self.scheme!r}; allowed: {POSITION_SCHEMES}")
+        check_choice("TinyConfig.scheme", self.scheme, POSITION_SCHEMES)
         for field in ("vocab_size", "dim", "n_layers", "n_heads", "max_len", "relative_buckets",
                       "relative_max_distance"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"TinyConfig.{field} must be a positive integer, got {value!r}")
+            setattr(self, field, check_int(f"TinyConfig.{field}", getattr(self, field), minimum=1))
         if self.dim % self.n_heads or (self.dim // self.n_heads) % 2:
             raise ValueError(f"dim={self.dim} must split into n_heads={self.n_heads} heads of even size")
-        if not self.rope_base > 0:
-            raise ValueError(f"rope_base must be positive, got {self.rope_base!r}")
+        self.rope_base = check_real("TinyConfig.rope_base", self.rope_base, low=0, low_open=True)
 
     @property
     def head_dim(self) -> int:
@@ -135,8 +132,7 @@ class TinyTransformer(nn.Module):
             raise ValueError(f"ids must have shape [batch, time] with time >= 1, got {tuple(ids.shape)}")
         if ids.shape[1] > self.config.max_len:
             raise ValueError(f"sequence of {ids.shape[1]} tokens exceeds max_len={self.config.max_len}")
-        if rope_scaling not in ROPE_SCALINGS:
-            raise ValueError(f"unknown RoPE scaling {rope_scaling!r}; allowed: {ROPE_SCALINGS}")
+        check_choice("rope_scaling", rope_scaling, ROPE_SCALINGS)
         steps = ids.shape[1]
         x = self.embed(ids)
         if self.config.scheme == "sinusoidal":
@@ -151,12 +147,10 @@ class TinyTransformer(nn.Module):
 def k_back_batch(generator: torch.Generator, batch_size: int, length: int, vocab_size: int = 16,
                  offset: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
     """Random tokens [B, T] and targets [B, T]: target[t] = token[t - offset], IGNORE_INDEX for t < offset."""
-    for name, value in (("batch_size", batch_size), ("length", length), ("vocab_size", vocab_size),
-                        ("offset", offset)):
-        if not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if offset >= length:
-        raise ValueError(f"offset={offset} must be smaller than length={length}")
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    length = check_int("length", length, minimum=2, hint="one token to read and one to predict at least")
+    vocab_size = check_int("vocab_size", vocab_size, minimum=1)
+    offset = check_int("offset", offset, minimum=1, maximum=length - 1, hint=f"smaller than length={length}")
     tokens = torch.randint(vocab_size, (batch_size, length), generator=generator)
     targets = torch.full_like(tokens, IGNORE_INDEX)
     targets[:, offset:] = tokens[:, :-offset]
@@ -177,12 +171,17 @@ def train_tiny(config: TinyConfig, train_len: int = 32, steps: int = 400, batch_
     """Train a fresh TinyTransformer on the k-back task at length ``train_len`` (AdamW, no weight decay, cosine lr).
 
     No weight decay on purpose: learned position vectors that never get a gradient keep their initial values.
-    Runs on one CPU thread (see ``course_utils.device.single_thread``).
+    Runs on one CPU thread (see ``course_utils.threads.single_thread``).
     """
-    if steps <= 0 or batch_size <= 0 or not lr > 0:
-        raise ValueError(f"steps and batch_size must be positive and lr > 0, got {steps}, {batch_size}, {lr}")
-    if train_len > config.max_len:
-        raise ValueError(f"train_len={train_len} exceeds the model's max_len={config.max_len}")
+    if not isinstance(config, TinyConfig):
+        raise TypeError(f"config must be a TinyConfig, got {type(config).__name__}")
+    steps = check_int("steps", steps, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    lr = check_real("lr", lr, low=0, low_open=True)
+    train_len = check_int("train_len", train_len, minimum=2, maximum=config.max_len,
+                          hint=f"at most the model's max_len={config.max_len}")
+    seed = check_int("seed", seed, minimum=0)
+    progress = check_bool("progress", progress)
     torch.manual_seed(seed)
     model = TinyTransformer(config)
     data = torch.Generator().manual_seed(seed + 10_000)

@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .device import autocast_for, seed_everything
 from .generation import generate
+from .precision import autocast_for
+from .seeding import seed_everything
 from .validation import check_choice, check_int, check_real
 
 IGNORE_INDEX = -100

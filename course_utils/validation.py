@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["check_bool", "check_choice", "check_int", "check_real", "check_token_ids"]
+__all__ = ["check_bool", "check_choice", "check_int", "check_real", "check_text", "check_token_ids"]
 
 
 def _shown(value) -> str:
@@ -49,21 +49,27 @@ def _is_int(value) -> bool:
 
 
 def check_int(name: str, value, *, minimum: int | None = None, maximum: int | None = None,
-              hint: str | None = None) -> int:
+              multiple_of: int | None = None, hint: str | None = None) -> int:
     """``value`` as a Python int, or TypeError (not an integer: floats such as 2.5 or 2.0, bools, strings) or
-    ValueError (outside [minimum, maximum]). NumPy integer scalars are accepted."""
-    if minimum is not None and maximum is not None:
-        allowed = f"an integer in [{minimum}, {maximum}]"
-    elif minimum is not None:
-        allowed = f"an integer >= {minimum}"
-    elif maximum is not None:
-        allowed = f"an integer <= {maximum}"
+    ValueError (outside [minimum, maximum], or not a multiple of ``multiple_of``: 2 asks for an even integer).
+    NumPy integer scalars are accepted."""
+    if multiple_of is None:
+        kind = "an integer"
     else:
-        allowed = "an integer"
+        kind = "an even integer" if multiple_of == 2 else f"an integer multiple of {multiple_of}"
+    if minimum is not None and maximum is not None:
+        allowed = f"{kind} in [{minimum}, {maximum}]"
+    elif minimum is not None:
+        allowed = f"{kind} >= {minimum}"
+    elif maximum is not None:
+        allowed = f"{kind} <= {maximum}"
+    else:
+        allowed = kind
     if not _is_int(value):
         raise TypeError(f"{name} must be {allowed}{_suffix(hint)}, got {_shown(value)}")
     value = int(value)
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+    if ((minimum is not None and value < minimum) or (maximum is not None and value > maximum)
+            or (multiple_of is not None and value % multiple_of)):
         raise ValueError(f"{name} must be {allowed}{_suffix(hint)}, got {value}")
     return value
 
@@ -108,6 +114,15 @@ def check_bool(name: str, value, *, hint: str | None = None) -> bool:
     if not _is_bool(value):
         raise TypeError(f"{name} must be True or False{_suffix(hint)}, got {_shown(value)}")
     return bool(value)
+
+
+def check_text(name: str, value, *, hint: str | None = None) -> str:
+    """``value`` if it is a string holding some text, else TypeError (not a string) or ValueError (empty or blank)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a non-empty string{_suffix(hint)}, got {_shown(value)}")
+    if not value.strip():
+        raise ValueError(f"{name} must be a non-empty string{_suffix(hint)}, got {value!r}")
+    return value
 
 
 def check_choice(name: str, value, choices: Sequence, *, hint: str | None = None):

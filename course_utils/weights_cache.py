@@ -22,7 +22,7 @@ from .checkpoint import Checkpoint
 from .config import ModelConfig
 from .tokenizer import ChatTemplate
 
-CONVERTED_FORMAT = 2  # 2: digests in meta.json, entries keyed by the source path only
+CONVERTED_FORMAT = 3  # 2: digests in meta.json, entries keyed by the source path only; 3: the config's display_name
 ENTRY_FILES = ("model.safetensors", "tokenizer.json")
 _warned: set[str] = set()
 _checked: set[tuple] = set()  # files whose digest matched in this process, with the stat that proves them unchanged

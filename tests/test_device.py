@@ -1,9 +1,11 @@
-"""Device choice and seeding."""
+"""The base helpers that were one module: device choice, dtype policy, seeding, thread control, process memory."""
 import pytest
 import torch
 
 from course_utils import pick_device, seed_everything
-from course_utils.device import default_dtype
+from course_utils.precision import default_dtype
+from course_utils.process_memory import peak_rss_mib, tensor_mib
+from course_utils.threads import single_thread
 
 
 def test_cpu_and_auto(monkeypatch):
@@ -46,3 +48,22 @@ def test_seed_everything_is_reproducible():
     assert torch.equal(first, torch.rand(3, generator=seed_everything(7)))
     with pytest.raises(ValueError, match="seed must be an integer >= 0, got -1"):
         seed_everything(-1)
+
+
+def test_single_thread_restores_the_thread_count():
+    before = torch.get_num_threads()
+    with single_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError, match="inside"), single_thread():
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == before  # restored after an error too
+
+
+def test_process_memory_in_mib():
+    assert tensor_mib(torch.zeros(2**18), torch.zeros(2**17, dtype=torch.float64)) == pytest.approx(2.0)
+    assert tensor_mib() == 0
+    big = torch.ones(2**22)  # 16 MiB the process has touched
+    assert peak_rss_mib() >= tensor_mib(big)
+    with pytest.raises(TypeError, match=r"tensors\[1\] must be a torch.Tensor, got list"):
+        tensor_mib(big, [1.0])

@@ -9,18 +9,11 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from course_utils.explorer import (
-    SamplingExplorer,
-    candidate_table,
-    coloured_text_html,
-    entropy_bits,
-    log_html,
-    probability_colour,
-    token_label,
-)
+from course_utils.explorer import SamplingExplorer, candidate_table, entropy_bits, token_label
 from course_utils.generation import generate
 from course_utils.plots.sampling import CandidateChart, candidate_bars, candidate_count_curve, candidate_grid
 from course_utils.sampling import SamplingConfig
+from course_utils.widgets.explorer_html import coloured_text_html, log_html, probability_colour
 
 PROMPT = "Once upon a time, in a small village,"
 # Extreme settings a learner can reach with the sliders: T = 0.05 and 5, k = 1, p = 0.01, min_p = 1, penalty = 2

@@ -83,7 +83,7 @@ def test_gpu_check_needs_only_torch(tmp_path):
                           capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
-    assert {"safetensors", "tqdm", "course_utils.device"} <= set(results["placeholder_modules"])
+    assert {"safetensors", "tqdm", "course_utils.seeding"} <= set(results["placeholder_modules"])
     assert results["full_step"]["parts_mib"][WEIGHT_CASTS] > 0
 
 

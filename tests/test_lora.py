@@ -131,6 +131,15 @@ def test_mismatched_adapter_is_refused(tiny_model, tiny_config, tmp_path):
         load_adapter(other_rank, tmp_path / "a")
 
 
+def test_the_display_name_is_not_part_of_the_adapter_identity(tiny_model, tiny_config, tmp_path):
+    from course_utils.model import LlamaModel, ModelConfig
+    add_lora(tiny_model, r=2, alpha=4)
+    save_adapter(tiny_model, tmp_path / "a")
+    renamed = LlamaModel(ModelConfig(**{**tiny_config.to_dict(), "display_name": "Tiny Test (friendly)"}))
+    assert renamed.config.name == "tiny-test" and renamed.config.display_name == "Tiny Test (friendly)"
+    assert len(load_adapter(renamed, tmp_path / "a")) == 2 * tiny_config.n_layers  # same identity: accepted
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"r": 0}, "rank r must be an integer >= 1, got 0"),
     ({"alpha": 0}, "alpha must be a finite number > 0, got 0"),

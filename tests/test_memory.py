@@ -7,7 +7,6 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils.device import AUTOCAST_ENV, autocast_dtype, autocast_for
 from course_utils.lora import add_lora
 from course_utils.memory import (
     WEIGHT_CASTS,
@@ -16,6 +15,7 @@ from course_utils.memory import (
     measure_training_step,
     parameter_keys,
 )
+from course_utils.precision import AUTOCAST_ENV, autocast_dtype, autocast_for
 from course_utils.training import masked_lm_loss
 
 BATCHES = (1, 2, 4)

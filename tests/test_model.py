@@ -111,10 +111,39 @@ def test_invalid_config_raises(field, value):
 
 
 @pytest.mark.parametrize("field, value", [("dim", 32.0), ("n_layers", True), ("norm_eps", "1e-5"),
-                                          ("tie_embeddings", 1), ("eos_id", 2.0)])
+                                          ("tie_embeddings", 1), ("eos_id", 2.0), ("rope_layout", None),
+                                          ("name", None), ("display_name", 3)])
 def test_config_of_the_wrong_type_raises_type_error(field, value):
     with pytest.raises(TypeError, match=field):
         ModelConfig(**{**_SMALL, field: value})
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("dim", 0, "ModelConfig.dim must be an integer >= 1, got 0"),
+    ("rope_theta", float("inf"), "ModelConfig.rope_theta must be a finite number > 0, got inf"),
+    ("norm_eps", -1e-5, "ModelConfig.norm_eps must be a finite number > 0, got -1e-05"),
+    ("rope_layout", "spiral", "ModelConfig.rope_layout must be one of 'interleaved', 'half', got 'spiral'"),
+    ("eos_id", 10, r"ModelConfig.eos_id must be an integer in \[0, 9\] \(a token id, or None\), got 10"),
+    ("bos_id", -1, r"ModelConfig.bos_id must be an integer in \[0, 9\]"),
+    ("name", " ", "ModelConfig.name must be a non-empty string"),
+    ("display_name", "", "ModelConfig.display_name must be a non-empty string"),
+])
+def test_config_messages_name_the_field_and_what_is_allowed(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(**{**_SMALL, field: value})
+
+
+def test_config_head_dim_must_be_even():
+    with pytest.raises(ValueError, match=r"head_dim \(dim / n_heads\) must be an even integer .*got 3"):
+        ModelConfig(**{**_SMALL, "dim": 12, "n_heads": 4, "n_kv_heads": 2})
+
+
+def test_display_name_defaults_to_the_name_and_numpy_integers_become_ints():
+    import numpy as np
+
+    config = ModelConfig(**{**_SMALL, "dim": np.int64(32), "name": "tiny"})
+    assert config.display_name == "tiny" and type(config.dim) is int
+    assert ModelConfig(**{**_SMALL, "display_name": "Tiny!"}).name == "SmolLM2-135M-Instruct"
 
 
 def test_config_lives_in_its_own_module_and_is_re_exported():

@@ -210,33 +210,71 @@ def test_no_scaling_and_factor_one_change_nothing():
 
 # ---- bad arguments ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: rope_inverse_frequencies(63), "even"),
-    (lambda: rope_angles(torch.arange(4), 15), "even"),
-    (lambda: apply_rope(torch.ones(2, 7), torch.ones(2, 3), torch.ones(2, 3)), "even"),
-    (lambda: rope_inverse_frequencies(64, base=0.0), "positive"),
-    (lambda: rope_inverse_frequencies(64, base=-10.0), "positive"),
-    (lambda: rope_angles(torch.tensor([3, -1]), 64), "non-negative"),
-    (lambda: apply_rope(torch.ones(2, 8), torch.ones(2, 4), torch.ones(2, 4), "rotate_half"), "allowed"),
-    (lambda: sinusoidal_encoding(10, 7), "even"),
-    (lambda: sinusoidal_encoding(0, 8), "positive"),
-    (lambda: sinusoidal_encoding(10, 8, base=0), "positive"),
-    (lambda: sinusoidal_offset_matrix(1.5, 8), "integer"),
-    (lambda: alibi_slopes(0), "positive"),
-    (lambda: relative_distances(5, 3), "exceed"),
-    (lambda: shaw_clipped_indices(3, 3, 0), "positive"),
-    (lambda: t5_relative_buckets(torch.tensor([1]), num_buckets=2), "too small"),
-    (lambda: t5_relative_buckets(torch.tensor([1]), max_distance=4), "exceed"),
-    (lambda: scaled_rope_angles(torch.arange(4), 8, 10000.0, "yarn", 2.0), "allowed"),
-    (lambda: scaled_rope_angles(torch.arange(4), 8, 10000.0, "linear", 0.5), ">= 1"),
-    (lambda: ntk_scaled_base(10000.0, 2, 2.0), "head_dim >= 4"),
-    (lambda: permute_qk_rows(torch.ones(10, 3), 3, "half"), "multiple"),
-    (lambda: pair_rotation_state((1, 0), (0, 1), 1, 1, pair_index=32, head_dim=64), r"\[0, 31\]"),
-    (lambda: pair_rotation_state((1, 0), (0, 1), -1, 1, pair_index=0), "query_position must be an integer >= 0"),
+EVEN_HEAD = r"head_dim must be an even integer >= 2 \(RoPE rotates pairs of dimensions\)"
+EVEN_DIM = r"dim must be an even integer >= 2 \(sin/cos come in pairs\)"
+
+
+@pytest.mark.parametrize("call, error, message", [
+    # rope.py
+    (lambda: rope_inverse_frequencies(63), ValueError, EVEN_HEAD + ", got 63"),
+    (lambda: rope_inverse_frequencies(64.0), TypeError, EVEN_HEAD + r", got 64\.0"),
+    (lambda: rope_angles(torch.arange(4), 15), ValueError, EVEN_HEAD + ", got 15"),
+    (lambda: apply_rope(torch.ones(2, 7), torch.ones(2, 3), torch.ones(2, 3)), ValueError, "even"),
+    (lambda: rope_inverse_frequencies(64, base=0.0), ValueError, r"base must be a finite number > 0, got 0\.0"),
+    (lambda: rope_inverse_frequencies(64, base=-10.0), ValueError, r"base must be a finite number > 0, got -10\.0"),
+    (lambda: rope_inverse_frequencies(64, base="1e4"), TypeError, r"base must be a finite number > 0, got '1e4'"),
+    (lambda: rope_angles(torch.tensor([3, -1]), 64), ValueError, "non-negative"),
+    (lambda: apply_rope(torch.ones(2, 8), torch.ones(2, 4), torch.ones(2, 4), "rotate_half"), ValueError,
+     "layout must be one of 'interleaved', 'half', got 'rotate_half'"),
+    (lambda: apply_rope(torch.ones(2, 8), torch.ones(2, 4), torch.ones(2, 4), None), TypeError,
+     "layout must be one of 'interleaved', 'half', got None"),
+    (lambda: interleaved_to_half_order(0), ValueError, EVEN_HEAD + ", got 0"),
+    (lambda: permute_qk_rows(torch.ones(10, 3), 3, "half"), ValueError, "multiple"),
+    (lambda: permute_qk_rows(torch.ones(10, 3), 0, "half"), ValueError, "n_heads must be an integer >= 1, got 0"),
+    (lambda: permute_qk_rows(torch.ones(10, 3), 2.0, "half"), TypeError, r"n_heads must be an integer >= 1, got 2\.0"),
+    (lambda: permute_qk_rows(torch.ones(10, 3), 2, "spiral"), ValueError, "to_layout must be one of"),
+    (lambda: scaled_rope_angles(torch.arange(4), 8, 10000.0, "yarn", 2.0), ValueError,
+     "scaling must be one of 'none', 'linear', 'ntk', got 'yarn'"),
+    (lambda: scaled_rope_angles(torch.arange(4), 8, 10000.0, "linear", 0.5), ValueError,
+     r"factor must be a finite number >= 1 \(new length / trained length\), got 0\.5"),
+    (lambda: scaled_rope_angles(torch.arange(4), 8, 10000.0, "linear", "2"), TypeError, "factor must be .*got '2'"),
+    (lambda: ntk_scaled_base(10000.0, 2, 2.0), ValueError, r"head_dim must be an even integer >= 4 .*got 2"),
+    (lambda: ntk_scaled_base(10000.0, 6.0, 2.0), TypeError, r"head_dim must be an even integer >= 4 .*got 6\.0"),
+    # positional.py
+    (lambda: sinusoidal_encoding(10, 7), ValueError, EVEN_DIM + ", got 7"),
+    (lambda: sinusoidal_encoding(10, True), TypeError, EVEN_DIM + ", got True"),
+    (lambda: sinusoidal_encoding(0, 8), ValueError, "n_positions must be an integer >= 1, got 0"),
+    (lambda: sinusoidal_encoding(2.5, 8), TypeError, r"n_positions must be an integer >= 1, got 2\.5"),
+    (lambda: sinusoidal_encoding(10, 8, base=0), ValueError, "base must be a finite number > 0, got 0"),
+    (lambda: sinusoidal_encoding(10, 8, base=math.inf), ValueError, "base must be a finite number > 0, got inf"),
+    (lambda: sinusoidal_encoding(10, 8, base=None), TypeError, "base must be a finite number > 0, got None"),
+    (lambda: sinusoidal_offset_matrix(1.5, 8), TypeError, r"offset must be an integer, got 1\.5"),
+    (lambda: LearnedPositionEmbedding(0, 8), ValueError, "max_len must be an integer >= 1, got 0"),
+    (lambda: LearnedPositionEmbedding(8, "8"), TypeError, "dim must be an integer >= 1, got '8'"),
+    (lambda: LearnedPositionEmbedding(8, 8, init_std=0.0), ValueError, r"init_std must be a finite number > 0"),
+    (lambda: alibi_slopes(0), ValueError, "n_heads must be an integer >= 1, got 0"),
+    (lambda: alibi_slopes(8.0), TypeError, r"n_heads must be an integer >= 1, got 8\.0"),
+    (lambda: relative_distances(5, 3), ValueError,
+     r"q_len must be an integer in \[1, 3\] \(the queries are the last of the k_len positions\), got 5"),
+    (lambda: relative_distances(2, None), TypeError, "k_len must be an integer >= 1, got None"),
+    (lambda: shaw_clipped_indices(3, 3, 0), ValueError, "max_distance must be an integer >= 1, got 0"),
+    (lambda: t5_relative_buckets(torch.tensor([1]), num_buckets=2), ValueError,
+     r"num_buckets must be an integer >= 4 \(at least one exact and one log-scale bucket per direction\), got 2"),
+    (lambda: t5_relative_buckets(torch.tensor([1]), bidirectional=False, num_buckets=1), ValueError,
+     "num_buckets must be an integer >= 2 .*got 1"),
+    (lambda: t5_relative_buckets(torch.tensor([1]), bidirectional=1), TypeError,
+     "bidirectional must be True or False, got 1"),
+    (lambda: t5_relative_buckets(torch.tensor([1]), max_distance=4), ValueError,
+     r"max_distance must be an integer >= 9 \(it must exceed the 8 exact buckets\), got 4"),
+    # the RoPE widget's numbers
+    (lambda: pair_rotation_state((1, 0), (0, 1), 1, 1, pair_index=32, head_dim=64), ValueError, r"\[0, 31\]"),
+    (lambda: pair_rotation_state((1, 0), (0, 1), -1, 1, pair_index=0), ValueError,
+     "query_position must be an integer >= 0"),
 ])
-def test_bad_arguments_raise_clear_errors(call, message):
-    with pytest.raises(ValueError, match=message):
+def test_bad_arguments_raise_clear_errors(call, error, message):
+    with pytest.raises(error, match=message) as caught:
         call()
+    assert caught.type is error  # a TypeError is not a ValueError, nor the reverse
 
 
 # ---- the widget's pure logic ------------------------------------------------------------------------------------

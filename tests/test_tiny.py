@@ -77,15 +77,30 @@ def test_learned_rows_past_the_trained_length_stay_untouched():
     assert not torch.equal(trained[:8], initial[:8])
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: TinyConfig(scheme="absolute"), "allowed"),
-    (lambda: TinyConfig(dim=30, n_heads=4), "even size"),
-    (lambda: TinyConfig(max_len=0), "positive"),
-    (lambda: TinyTransformer(TinyConfig(max_len=8))(torch.zeros(1, 9, dtype=torch.long)), "max_len"),
-    (lambda: TinyTransformer(TinyConfig())(torch.zeros(1, 4, dtype=torch.long), rope_scaling="yarn"), "allowed"),
-    (lambda: k_back_batch(torch.Generator(), 2, 3, offset=3), "smaller"),
-    (lambda: train_tiny(TinyConfig(max_len=8), train_len=16), "max_len"),
+@pytest.mark.parametrize("make, error, message", [
+    (lambda: TinyConfig(scheme="absolute"), ValueError, "TinyConfig.scheme must be one of 'none', .*got 'absolute'"),
+    (lambda: TinyConfig(scheme=None), TypeError, "TinyConfig.scheme must be one of .*got None"),
+    (lambda: TinyConfig(dim=30, n_heads=4), ValueError, "even size"),
+    (lambda: TinyConfig(max_len=0), ValueError, "TinyConfig.max_len must be an integer >= 1, got 0"),
+    (lambda: TinyConfig(dim=64.0), TypeError, r"TinyConfig.dim must be an integer >= 1, got 64\.0"),
+    (lambda: TinyConfig(rope_base=0), ValueError, "TinyConfig.rope_base must be a finite number > 0, got 0"),
+    (lambda: TinyConfig(rope_base="1e4"), TypeError, "TinyConfig.rope_base must be a finite number > 0, got '1e4'"),
+    (lambda: TinyTransformer(TinyConfig(max_len=8))(torch.zeros(1, 9, dtype=torch.long)), ValueError, "max_len"),
+    (lambda: TinyTransformer(TinyConfig())(torch.zeros(1, 4, dtype=torch.long), rope_scaling="yarn"), ValueError,
+     "rope_scaling must be one of 'none', 'linear', 'ntk', got 'yarn'"),
+    (lambda: k_back_batch(torch.Generator(), 2, 3, offset=3), ValueError,
+     r"offset must be an integer in \[1, 2\] \(smaller than length=3\), got 3"),
+    (lambda: k_back_batch(torch.Generator(), 2.0, 3), TypeError, r"batch_size must be an integer >= 1, got 2\.0"),
+    (lambda: k_back_batch(torch.Generator(), 2, 1), ValueError, "length must be an integer >= 2 .*got 1"),
+    (lambda: train_tiny(TinyConfig(max_len=8), train_len=16), ValueError,
+     r"train_len must be an integer in \[2, 8\] \(at most the model's max_len=8\), got 16"),
+    (lambda: train_tiny(TinyConfig(), steps=0), ValueError, "steps must be an integer >= 1, got 0"),
+    (lambda: train_tiny(TinyConfig(), lr=0), ValueError, "lr must be a finite number > 0, got 0"),
+    (lambda: train_tiny(TinyConfig(), batch_size=32.0), TypeError, r"batch_size must be an integer >= 1, got 32\.0"),
+    (lambda: train_tiny(TinyConfig(), progress="yes"), TypeError, "progress must be True or False, got 'yes'"),
+    (lambda: train_tiny({"scheme": "rope"}), TypeError, "config must be a TinyConfig, got dict"),
 ])
-def test_bad_arguments_raise(make, message):
-    with pytest.raises(ValueError, match=message):
+def test_bad_arguments_raise(make, error, message):
+    with pytest.raises(error, match=message) as caught:
         make()
+    assert caught.type is error

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils.validation import check_bool, check_choice, check_int, check_real, check_token_ids
+from course_utils.validation import check_bool, check_choice, check_int, check_real, check_text, check_token_ids
 
 
 @pytest.mark.parametrize("value", [3, np.int64(3), np.int8(3)])
@@ -30,6 +30,16 @@ def test_check_int_range_wording():
     with pytest.raises(ValueError, match="k must be an integer <= 4, got 5"):
         check_int("k", 5, maximum=4)
 
+
+
+def test_check_int_multiple_of():
+    assert check_int("head_dim", np.int64(64), minimum=2, multiple_of=2) == 64
+    with pytest.raises(ValueError, match=r"head_dim must be an even integer >= 2 \(pairs\), got 63"):
+        check_int("head_dim", 63, minimum=2, multiple_of=2, hint="pairs")
+    with pytest.raises(TypeError, match=r"head_dim must be an even integer >= 2, got 64\.0"):
+        check_int("head_dim", 64.0, minimum=2, multiple_of=2)
+    with pytest.raises(ValueError, match=r"n must be an integer multiple of 3 in \[0, 9\], got 4"):
+        check_int("n", 4, minimum=0, maximum=9, multiple_of=3)
 
 @pytest.mark.parametrize("value", [0.5, np.float32(0.5), np.float64(0.5), torch.tensor(0.5), torch.tensor(0.5).half()])
 def test_check_real_accepts_real_scalars_and_returns_a_float(value):
@@ -79,3 +89,11 @@ def test_check_token_ids():
         check_token_ids("ids", torch.tensor([-1, 2]), 5)
     with pytest.raises(TypeError, match="a list \\(or tensor\\) of integer token ids >= 0, got 'abc'"):
         check_token_ids("ids", "abc")
+
+
+def test_check_text():
+    assert check_text("name", "SmolLM2") == "SmolLM2"
+    with pytest.raises(TypeError, match=r"name must be a non-empty string, got 3"):
+        check_text("name", 3)
+    with pytest.raises(ValueError, match=r"name must be a non-empty string \(shown to people\), got '  '"):
+        check_text("name", "  ", hint="shown to people")

@@ -196,3 +196,31 @@ def test_a_full_disk_while_saving_warns_and_loads_in_memory(cache, tiny, monkeyp
     checkpoint, messages = _load_quiet(tiny)
     assert checkpoint.config.n_layers == 1 and any("No space left" in m for m in messages)
     assert list((cache / "converted").iterdir()) == []
+
+
+def test_an_entry_of_format_2_is_rebuilt_so_no_stale_name_survives(cache, tiny):
+    """Format 2 stored configs without display_name; loading one would show the file's raw name forever."""
+    _load_quiet(tiny)
+    entry = C.entry_dir(tiny)
+    meta = json.loads((entry / "meta.json").read_text())
+    assert meta["format"] == C.CONVERTED_FORMAT == 3 and meta["config"]["display_name"] == "tiny-llama"
+    del meta["config"]["display_name"]
+    meta["format"] = 2
+    meta["config"]["name"] = "a stale name"  # what an older version may have stored
+    meta["meta_crc32"] = C._meta_checksum(meta)
+    (entry / "meta.json").write_text(json.dumps(meta))
+    assert C.check_entry(entry, tiny) == (None, "made by an older course version (format 2)")
+    checkpoint, messages = _load_quiet(tiny)
+    assert any("format 2" in m and "rebuilding" in m for m in messages)
+    assert checkpoint.config.name == checkpoint.config.display_name == "tiny-llama"
+    rebuilt = json.loads((entry / "meta.json").read_text())
+    assert rebuilt["format"] == 3 and rebuilt["config"]["display_name"] == "tiny-llama"
+    assert C.check_entry(entry, tiny)[0] is not None
+
+
+def test_the_course_model_keeps_its_identity_and_gets_a_friendly_name(course_model):
+    from course_utils.fetch import COURSE_DISPLAY_NAME, COURSE_MODEL_NAME
+
+    model, _ = course_model
+    assert model.config.name == COURSE_MODEL_NAME  # what saved adapters recorded and check
+    assert model.config.display_name == COURSE_DISPLAY_NAME == "SmolLM2-135M-Instruct"

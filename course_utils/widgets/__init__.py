@@ -1,6 +1,7 @@
 """ipywidgets shells over pure functions (the logic lives in explorer/rope_pair, the figures in plots/).
 
 - ``sampling_explorer``: ``ExplorerWidget`` and ``PresetComparisonWidget`` (lesson 03)
+- ``explorer_html``: the explorer's HTML views (coloured text, the step log), plain strings without ipywidgets
 - ``rope``: ``RopeWidget`` / ``rope_explorer`` (lesson 06)
 - ``style``: the shared style sheet and the classroom switch (``classroom=True`` on every widget)
 

@@ -1,7 +1,8 @@
 """The sampling explorer and the preset comparison: ipywidgets shells over `course_utils.explorer` (lesson 03).
 
-They hold controls and outputs only; the state and the HTML live in `course_utils.explorer`, the chart in
-`course_utils.plots.sampling`. Both take ``classroom=True`` (or the "classroom mode" toggle) for a projector.
+They hold controls and outputs only; the state lives in `course_utils.explorer`, its HTML views in
+`course_utils.widgets.explorer_html`, the chart in `course_utils.plots.sampling`. Both take ``classroom=True`` (or the
+"classroom mode" toggle) for a projector.
 About 300 lines because ipywidgets wiring is verbose: two widgets, their controls, callbacks and layout, no logic.
 """
 from __future__ import annotations
@@ -11,10 +12,11 @@ import time
 
 import ipywidgets as widgets
 
-from course_utils.explorer import SamplingExplorer, compare_presets, describe_config, log_html, plural
+from course_utils.explorer import SamplingExplorer, compare_presets, describe_config, plural
 from course_utils.plots.sampling import BEFORE_COLOUR, KEPT_COLOUR, REMOVED_COLOUR, CandidateChart
 from course_utils.sampling import SamplingConfig
 from course_utils.validation import check_bool, check_int
+from course_utils.widgets.explorer_html import coloured_text_html, log_html
 from course_utils.widgets.style import (
     BUSY_CLASS,
     CLASSROOM_SCALE,
@@ -193,7 +195,7 @@ class ExplorerWidget:
             for done in range(1, n_tokens + 1):
                 if self.explorer.step() is None:
                     break
-                self.text.value = self.explorer.text_html()
+                self.text.value = coloured_text_html(self.explorer.prompt, self.explorer.records)
                 self.timing.value = f'<small class="course-busy-note">generating… {done}/{n_tokens} tokens</small>'
         finally:
             self.generate_button.description = label
@@ -216,7 +218,7 @@ class ExplorerWidget:
         self.count.value = (f'<div style="font-size:1.1em"><b>{kept}</b> kept · '
                             f'<b>{table.kept_mass:.1%}</b> of the probability mass · entropy '
                             f'<b>{table.entropy_after:.2f}</b> bits (model: {table.entropy_before:.2f})</div>')
-        self.text.value = self.explorer.text_html()
+        self.text.value = coloured_text_html(self.explorer.prompt, self.explorer.records)
         self.log.value = log_html(self.explorer.records, last=LOG_ROWS)
         self.last_redraw_ms = 1000 * (time.perf_counter() - start)
         self.redraws += 1
@@ -291,7 +293,7 @@ class PresetComparisonWidget:
         for name, explorer in self.explorers.items():
             self.columns[name].value = (f"<h4>{html.escape(name)}</h4>"
                                         f"<small>{html.escape(describe_config(explorer.config))}</small>"
-                                        f"{explorer.text_html()}")
+                                        f"{coloured_text_html(explorer.prompt, explorer.records)}")
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
