@@ -187,9 +187,9 @@ class ExplorerWidget:
             self.refresh()
             return
         label = self.generate_button.description
+        self.generate_button.description = "generating…"  # first: the page sees the label before the disabled state
         for button in self.buttons:
             button.disabled = True
-        self.generate_button.description = "generating…"
         self.ui.add_class(BUSY_CLASS)
         try:
             for done in range(1, n_tokens + 1):
