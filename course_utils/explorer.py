@@ -14,7 +14,7 @@ import torch
 
 from course_utils.sampling import SamplingConfig, sample_next, warp_logits
 from course_utils.threads import single_thread
-from course_utils.validation import check_int
+from course_utils.validation import check_int, check_text
 
 
 @dataclass(frozen=True)
@@ -157,10 +157,7 @@ class SamplingExplorer:
     # --- state changes -------------------------------------------------------------------------------------
     def set_prompt(self, prompt: str) -> None:
         """Start again from a new prompt (clears the generated tokens, re-seeds the generator)."""
-        if not isinstance(prompt, str):
-            raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
-        if not prompt.strip():
-            raise ValueError(f"prompt must hold some text, got {prompt!r}")
+        prompt = check_text("prompt", prompt)
         prompt_ids = self.tokenizer.encode(prompt)
         if len(prompt_ids) + self.max_new_tokens > self.model.config.max_seq_len:
             raise ValueError(f"prompt of {len(prompt_ids)} tokens + {self.max_new_tokens} new tokens exceeds the "

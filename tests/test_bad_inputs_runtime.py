@@ -322,6 +322,8 @@ ROWS = [
         lambda c: _explorer(c, max_new_tokens=2.5)),
     Row("NaN slider value", "widgets", ValueError, "temperature .*got nan", "a finite number >= 0",
         lambda c: _explorer(c, max_new_tokens=4).update_config(temperature=float("nan"))),
+    Row("explorer prompt given as token ids", "widgets", TypeError, r"prompt .*got \[1, 2\]", "a non-empty string",
+        lambda c: SamplingExplorer(*c.course(), [1, 2])),
     Row("explorer generate(0)", "widgets", ValueError, "n_tokens .*got 0", "an integer >= 1",
         lambda c: _explorer(c, max_new_tokens=4).generate(0)),
     Row("probability above 1", "widgets", ValueError, r"probability .*got 1\.5", r"a number in \[0, 1\]",

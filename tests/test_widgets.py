@@ -101,6 +101,10 @@ def test_generate_shows_tokens_as_they_come_with_buttons_disabled(widget):
 def test_log_table_is_padded_with_a_ruled_header(widget):
     widget.next_button.click()
     assert "<th style=\"padding:" in widget.log.value and "border-bottom:2px" in widget.log.value
+    headers = re.findall(r"<th style=\"([^\"]*)\">([^<]*)</th>", widget.log.value)
+    assert len(headers) == 8  # headers break between words or at soft hyphens only, never inside a word
+    assert all("overflow-wrap:normal" in style and "anywhere" not in style for style, _ in headers)
+    assert all(len(word) <= 8 for _, name in headers for part in name.split("&shy;") for word in part.split())
 
 
 def test_preset_comparison_shows_each_preset(course_model):

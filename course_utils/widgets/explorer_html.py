@@ -37,10 +37,14 @@ def coloured_text_html(prompt: str, records: list[StepRecord], font_scale: float
             f'font-family:monospace;font-size:{1.0 * font_scale:.2f}em;line-height:1.6">{"".join(spans)}</div>')
 
 
-# (header, share of the table's width): the table always fits its box; long tokens and settings wrap in their cell
-_LOG_COLUMNS = (("step", 7), ("token", 16), ("p model", 10), ("p sampled", 11), ("candidates", 13), ("mass kept", 10),
-                ("entropy (bits)", 12), ("settings", 21))
+# (header, share of the table's width): the table always fits its box; long tokens and settings wrap in their cell.
+# Headers break only between words or at a soft hyphen (&shy;), never inside a word; a slightly smaller font and
+# narrow padding let their longest word fit its column even in classroom size on a 1024 px screen.
+_LOG_COLUMNS = (("step", 8), ("token", 16), ("p model", 10), ("p sam&shy;pled", 11), ("candi&shy;dates", 13),
+                ("mass kept", 10), ("entropy (bits)", 13), ("set&shy;tings", 19))
 _CELL = "padding:0.2em 0.5em;text-align:left;vertical-align:top;overflow-wrap:anywhere"
+_HEADER = ("padding:0.2em 0.2em;font-size:0.9em;text-align:left;vertical-align:bottom;overflow-wrap:normal;"
+           "hyphens:manual")
 
 
 def log_html(records: list[StepRecord], last: int = 12, font_scale: float = 1.0) -> str:
@@ -48,7 +52,7 @@ def log_html(records: list[StepRecord], last: int = 12, font_scale: float = 1.0)
     last = check_int("last", last, minimum=1)
     font_scale = check_real("font_scale", font_scale, low=0, low_open=True)
     columns = "".join(f'<col style="width:{share}%">' for _, share in _LOG_COLUMNS)
-    header = "".join(f'<th style="{_CELL};border-bottom:2px solid #888;font-weight:bold">{name}</th>'
+    header = "".join(f'<th style="{_HEADER};border-bottom:2px solid #888;font-weight:bold">{name}</th>'
                      for name, _ in _LOG_COLUMNS)
     rows = []
     for r in reversed(records[-last:]):
