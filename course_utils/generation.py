@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .prefix_cache import PrefixCache
 from .sampling import SamplingConfig, _choose, nonfinite_rows
 from .validation import check_int, check_real, check_token_ids
 
@@ -103,25 +104,31 @@ def _stop_lengths(new: torch.Tensor, eos_id: int) -> tuple[list[int], list[bool]
 
 
 @torch.inference_mode()
-def _decode_loop(model, rows, max_new_tokens, sampling, eos_id, generator, stream):
-    batch, width = len(rows), max(len(r) for r in rows)
+def _decode_loop(model, rows, max_new_tokens, sampling, eos_id, generator, stream, prefix=None):
+    shared = len(prefix) if prefix is not None else 0  # rows are [shared prefix | left padding | own suffix]
+    if prefix is not None:
+        rows = prefix.suffixes(rows)
+    batch = len(rows)
     ids, mask = _left_pad(rows, model.device)
+    width = shared + ids.shape[1]  # the prompt columns, prefix included
     total = width + max_new_tokens
-    cache = model.new_cache(batch, total)
+    cache = prefix.expand(model, batch, total) if prefix is not None else model.new_cache(batch, total)
     full_mask = None
     if mask is not None:
         full_mask = torch.ones(batch, total, dtype=torch.long, device=model.device)
-        full_mask[:, :width] = mask
+        full_mask[:, shared:width] = mask
     history = None  # prompt + new ids, only needed by the repetition penalty
     if sampling.repetition_penalty != 1:
-        history = torch.cat([ids, ids.new_zeros(batch, max_new_tokens)], dim=1)
+        start = torch.tensor([prefix.ids], device=model.device).expand(batch, -1) if prefix is not None else ids[:, :0]
+        history = torch.cat([start, ids, ids.new_zeros(batch, max_new_tokens)], dim=1)
     new = torch.empty(batch, max_new_tokens, dtype=torch.long, device=model.device)
     logprobs = torch.empty(batch, max_new_tokens, device=model.device)
     done = torch.zeros(batch, dtype=torch.bool, device=model.device)
     # Rows whose logits hold NaN/+inf or no finite value (all -inf) cannot choose a token. They are flagged on the
     # device and read together with what the loop reads anyway (stream ids, end-of-sequence), never on their own.
     first_bad = torch.full((batch,), -1, dtype=torch.long, device=model.device)  # step a row first went bad
-    logits = model(ids, cache=cache, attention_mask=mask, last_only=True)[:, -1]
+    first_mask = full_mask[:, :width] if full_mask is not None else None
+    logits = model(ids, cache=cache, attention_mask=first_mask, last_only=True)[:, -1]
     steps = 0
     for step in range(max_new_tokens):
         bad = nonfinite_rows(logits) & ~done
@@ -285,7 +292,8 @@ def beam_search(model, prompts: Sequence[Sequence[int]], num_beams: int, max_new
 
 def generate(model, prompts: Sequence, max_new_tokens: int = 64, sampling: SamplingConfig | None = None,
              num_beams: int = 1, length_penalty: float = 1.0, seed: int | None = None, eos_id: int | None = None,
-             stream: StreamCallback | None = None, tokenizer=None) -> GenerationResult:
+             stream: StreamCallback | None = None, tokenizer=None, prefix: PrefixCache | None = None
+             ) -> GenerationResult:
     """Continue each prompt by up to ``max_new_tokens`` tokens, one batched forward pass per step with a KV cache.
 
     ``prompts``: a list of strings (needs ``tokenizer``) or of token-id lists; they are used as given (no chat
@@ -294,6 +302,8 @@ def generate(model, prompts: Sequence, max_new_tokens: int = 64, sampling: Sampl
     text. ``eos_id``: None = the model's end-of-sequence id, ``NO_EOS`` = never stop early. ``stream``: called after
     every step with one new id per row (None for rows that already finished); if it returns a non-empty collection of
     row indices, those rows end there as if the next token were EOS (e.g. once an answer line is complete).
+    ``prefix``: a ``PrefixCache`` that every prompt starts with (``prefix_cache.prefix_for``): its keys/values are
+    copied instead of recomputed for every row; the result equals that of the plain call up to float rounding.
     """
     rows = _prompt_ids(prompts, tokenizer, model.config.vocab_size)
     if sampling is not None and not isinstance(sampling, SamplingConfig):
@@ -303,9 +313,14 @@ def generate(model, prompts: Sequence, max_new_tokens: int = 64, sampling: Sampl
     num_beams = check_int("num_beams", num_beams, minimum=1)
     if stream is not None and not callable(stream):
         raise TypeError(f"stream must be None or a function of one list of ids, got {type(stream).__name__}")
+    if prefix is not None:
+        if not isinstance(prefix, PrefixCache):
+            raise TypeError(f"prefix must be None or a PrefixCache, got {type(prefix).__name__}")
+        prefix.check_model(model)
     if num_beams > 1:
-        if sampling is not None or stream is not None:
-            raise ValueError("beam search (num_beams > 1) supports neither sampling nor stream; use num_beams=1")
+        if sampling is not None or stream is not None or prefix is not None:
+            raise ValueError("beam search (num_beams > 1) supports neither sampling, stream nor prefix; "
+                             "use num_beams=1")
         result = beam_search(model, rows, num_beams, max_new_tokens, length_penalty, eos_id)
     else:
         eos_id = _check_settings(model, rows, max_new_tokens, eos_id)
@@ -313,7 +328,7 @@ def generate(model, prompts: Sequence, max_new_tokens: int = 64, sampling: Sampl
         if seed is not None:
             generator = torch.Generator(device=model.device).manual_seed(seed)
         tokens, logprobs, finished, _ = _decode_loop(model, rows, max_new_tokens, sampling or GREEDY, eos_id,
-                                                     generator, stream)
+                                                     generator, stream, prefix)
         result = GenerationResult(tokens, logprobs, finished)
     if tokenizer is not None:
         result.texts = [tokenizer.decode(row[:-1] if done else row)

@@ -28,7 +28,7 @@ from course_utils.explorer import SamplingExplorer
 from course_utils.generation import generate, text_streamer
 from course_utils.lora import add_lora, lora_modules, merge_lora
 from course_utils.lora_adapters import AdapterError, load_adapter, save_adapter
-from course_utils.prompting import load_task, load_tasks
+from course_utils.prompt_tasks import load_task, load_tasks
 from course_utils.rope_widget import pair_rotation_state
 from course_utils.sampling import SamplingConfig, repetition_penalty, sample_next, temperature, top_k
 from course_utils.seeding import seed_everything

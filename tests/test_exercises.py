@@ -154,7 +154,7 @@ def test_top_p_exercise_catches_a_float32_sum():
 
 # ------------------------------------------------------------------- lessons 03 and 04 (issue 14): wrong answers fail
 def test_lesson04_calibration_exercise_rejects_common_mistakes(capsys):
-    from course_utils.prompting import calibrate_scores
+    from course_utils.option_scoring import calibrate_scores
 
     def inputs(g):
         return 4 * torch.randn(3, 4, generator=g), 4 * torch.randn(2, 4, generator=g)

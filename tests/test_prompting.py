@@ -1,4 +1,4 @@
-"""Tests of course_utils.prompting: task files, prompt builders, answer extraction, option scoring, evaluation."""
+"""Tests of the prompting modules: task files, prompt builders, answer extraction, option scoring, evaluation."""
 from __future__ import annotations
 
 import json
@@ -6,26 +6,19 @@ import json
 import pytest
 import torch
 
-from course_utils.plots.prompting import strategy_task_figure
-from course_utils.prompting import (
-    STRATEGIES,
-    ZERO_SHOT_COT_TRIGGER,
-    Item,
-    Task,
-    accuracy_interval,
-    build_prompt,
+from course_utils.answers import (
     canonical_number,
-    evaluate,
     extract_answer,
     extract_number,
     extract_option,
     extract_pattern,
     is_correct,
-    load_task,
-    load_tasks,
-    score_options,
-    select_examples,
 )
+from course_utils.evaluation import accuracy_interval, evaluate
+from course_utils.option_scoring import score_options
+from course_utils.plots.prompting import strategy_task_figure
+from course_utils.prompt_tasks import Item, Task, load_task, load_tasks
+from course_utils.prompts import STRATEGIES, ZERO_SHOT_COT_TRIGGER, build_prompt, select_examples
 
 HEADER = {"task": "toy", "instruction": "Name the colour.", "answer_format": "Answer with one word.",
           "expert": "You are a painter.", "answer_type": "option", "options": ["red", "blue"]}
@@ -312,7 +305,7 @@ def test_strategy_figure_draws_error_bars_from_intervals():
 
 # ------------------------------------------------- answer lines, early stop, voting, calibration (issue 14)
 def test_answer_line_complete_needs_marker_answer_and_sentence_end():
-    from course_utils.prompting import answer_line_complete
+    from course_utils.answers import answer_line_complete
 
     arithmetic, dates = load_tasks()["arithmetic"], load_tasks()["dates"]
     assert answer_line_complete(arithmetic, "8 - 2 = 6. The answer is 6. ")
@@ -345,7 +338,7 @@ def test_stream_callback_can_end_rows_early(tiny_model):
 
 
 def test_majority_vote_and_confusion_matrix():
-    from course_utils.prompting import confusion_matrix, majority_vote
+    from course_utils.evaluation import confusion_matrix, majority_vote
 
     assert majority_vote(["6", None, "7", "6"]) == "6" and majority_vote(["7", "6"]) == "7"
     assert majority_vote([None, None]) is None
@@ -356,7 +349,7 @@ def test_majority_vote_and_confusion_matrix():
 
 
 def test_calibration_removes_the_prompts_own_preference():
-    from course_utils.prompting import calibrate_scores
+    from course_utils.option_scoring import calibrate_scores
 
     prior = torch.tensor([[0.7, 0.2, 0.1]]).log()  # the content-free input: the prompt favours option 0
     scores = torch.tensor([[0.5, 0.4, 0.1], [0.6, 0.1, 0.3]]).log()
@@ -371,7 +364,7 @@ def test_calibration_removes_the_prompts_own_preference():
 
 
 def test_self_consistency_votes_over_sampled_replies(course_model):
-    from course_utils.prompting import self_consistency
+    from course_utils.evaluation import self_consistency
     from course_utils.sampling import SamplingConfig
 
     model, tok = course_model

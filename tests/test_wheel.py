@@ -34,7 +34,7 @@ try:
 except FileNotFoundError as error:
     data_error = str(error)
 os.environ["COURSE_DATA"] = sys.argv[2]
-from course_utils.prompting import load_tasks
+from course_utils.prompt_tasks import load_tasks
 print(json.dumps({"file": course_utils.__file__, "data_error": data_error, "tasks": sorted(load_tasks())}))
 """
 
