@@ -211,8 +211,9 @@ def test_lora_on_a_fast_model_behaves_as_on_the_plain_one(tiny_model, fast_tiny,
     assert (plain["trained"] - base).abs().max() > 1e-3  # the step changed the model, so the checks below can fail
     for stage in ("trained", "merged", "unmerged"):
         torch.testing.assert_close(fast[stage], plain[stage], rtol=0, atol=1e-5)
-    torch.testing.assert_close(fast["merged"], fast["trained"], rtol=0, atol=1e-5)
-    torch.testing.assert_close(fast["unmerged"], fast["trained"], rtol=0, atol=1e-5)
+    # merging and unmerging round the weights (W + ΔW − ΔW ≠ W in float32): a few units in the last place of the logits
+    torch.testing.assert_close(fast["merged"], fast["trained"], rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(fast["unmerged"], fast["trained"], rtol=1e-6, atol=1e-5)
 
 
 def test_a_lora_wrapped_projection_is_called_as_its_module_and_merges_reach_the_fused_matrix(fast_tiny):
