@@ -5,9 +5,11 @@
 2. Ablation: greedy KV-cached decoding of the real model, batch 1 and 8: the plain model (``load_model(fast=False)``)
    and the fast one (``fast_inference.make_fast``) with each of its speed-ups switched on or off: complex-number RoPE
    (in every fast variant), oneDNN products (with separate weights only the output head is wide enough to use it),
-   and joined q/k/v and gate/up weights (one product instead of three, and of two).
+   joined q/k/v and gate/up weights (one product instead of three, and of two), and the lean layers (grouped decoding
+   attention, one-reduction RMSNorm, in-place residual adds: ``fast_inference.settings.lean_layers``).
    All variants run in turns in one process; medians are reported.
-3. Profile: the share of one decoding run spent in matrix products.
+3. Profile: the share of one decoding run spent in matrix products and in attention; the weight bytes streamed per
+   second at batch 1 against the streaming-read bandwidth of item 0 (the bandwidth limit of decoding).
 
     .venv/bin/python benchmarks/decode_ablation.py [--quick] [--out PATH]
 """
@@ -76,22 +78,28 @@ def ablation(plain, joined, separate, tokenizer, batch: int, new_tokens: int, re
     """Tokens/s of each variant; ``plain`` is ``load_model(fast=False)``, ``joined`` the course model (fast),
     ``separate`` a fast copy after ``separate_weights``."""
     prompts = [tokenizer.encode(PROMPT)] * batch
-    # (model, use_onednn, onednn_single_row): None = oneDNN for one row only where it measured faster here
-    variants = {"plain model (fast=False)": (plain, False, None), "fast, complex RoPE only": (separate, False, None),
-                "+ oneDNN output head (forced)": (separate, True, True),
-                "+ joined q/k/v, gate/up (MKL)": (joined, False, None), "all tricks forced": (joined, True, True),
-                "fast (the course model)": (joined, True, None)}
+    # (model, use_onednn, onednn_single_row, lean_layers): single row None = oneDNN for one row only where it
+    # measured faster here
+    variants = {"plain model (fast=False)": (plain, False, None, False),
+                "fast, complex RoPE only": (separate, False, None, False),
+                "+ oneDNN output head (forced)": (separate, True, True, False),
+                "+ joined q/k/v, gate/up (MKL)": (joined, False, None, False),
+                "+ lean layers only": (separate, False, None, True),
+                "fast without lean layers": (joined, True, None, False),
+                "all tricks forced": (joined, True, True, True),
+                "fast (the course model)": (joined, True, None, True)}
     outputs, times = {}, {name: [] for name in variants}
+    settings = fast_inference.settings
 
     def run(name: str) -> float:
-        model, onednn, single_row = variants[name]
-        fast_inference.settings.use_onednn, fast_inference.settings.onednn_single_row = onednn, single_row
+        model, onednn, single_row, lean = variants[name]
+        settings.use_onednn, settings.onednn_single_row, settings.lean_layers = onednn, single_row, lean
         try:
             start = time.perf_counter()
             outputs[name] = generate(model, prompts, max_new_tokens=new_tokens, eos_id=NO_EOS).tokens
             return time.perf_counter() - start
         finally:
-            fast_inference.settings.use_onednn, fast_inference.settings.onednn_single_row = True, None
+            settings.use_onednn, settings.onednn_single_row, settings.lean_layers = True, None, True
 
     for name in variants:
         run(name)  # warm-up
@@ -105,8 +113,13 @@ def ablation(plain, joined, separate, tokenizer, batch: int, new_tokens: int, re
             "identical_greedy_tokens_across_variants": same}
 
 
+def weight_bytes(model) -> int:
+    """Bytes of weights one decoding step reads: every parameter once (a tied matrix once)."""
+    return sum(parameter.numel() * parameter.element_size() for parameter in model.parameters())
+
+
 def profile_share(model, tokenizer, new_tokens: int) -> dict:
-    """Fraction of one batch-1 decoding run's operator time spent in matrix products."""
+    """Fraction of one batch-1 decoding run's wall time spent in matrix products and in attention."""
     from torch.profiler import profile
 
     prompt = [tokenizer.encode(PROMPT)]
@@ -119,8 +132,9 @@ def profile_share(model, tokenizer, new_tokens: int) -> dict:
     total = sum(event.self_cpu_time_total for event in events) / 1e6
     products = sum(event.self_cpu_time_total for event in events
                    if event.key in ("aten::mm", "aten::addmm", "mkldnn::_linear_pointwise")) / 1e6
-    return {"wall_s": wall, "operator_s": total, "matrix_product_s": products,
-            "matrix_product_share_of_wall": products / wall}
+    attention = sum(event.self_cpu_time_total for event in events if "scaled_dot_product" in event.key) / 1e6
+    return {"wall_s": wall, "operator_s": total, "matrix_product_s": products, "attention_s": attention,
+            "matrix_product_share_of_wall": products / wall, "attention_share_of_wall": attention / wall}
 
 
 def main() -> None:
@@ -151,7 +165,14 @@ def main() -> None:
         print(f"  same greedy tokens in every variant: {row['identical_greedy_tokens_across_variants']}")
     results["profile_b1"] = share = profile_share(joined, tokenizer, new_tokens)
     print(f"\nprofile, batch 1: {share['matrix_product_s']:.2f} s of {share['wall_s']:.2f} s wall in matrix products "
-          f"({100 * share['matrix_product_share_of_wall']:.0f}%)")
+          f"({100 * share['matrix_product_share_of_wall']:.0f}%), {100 * share['attention_share_of_wall']:.0f}% in "
+          f"attention")
+    course_speed = results["ablation_b1"]["tokens_per_s"]["fast (the course model)"]
+    streamed = weight_bytes(joined) * course_speed / 1e9
+    results["bandwidth_b1"] = {"weight_bytes": weight_bytes(joined), "streamed_gb_s": streamed,
+                               "fraction_of_read_bandwidth": streamed / results["read_bandwidth_gb_s"]}
+    print(f"batch 1 streams the weights at {streamed:.1f} GB/s: "
+          f"{100 * streamed / results['read_bandwidth_gb_s']:.0f}% of the streaming-read bandwidth")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"saved {args.out}")

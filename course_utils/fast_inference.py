@@ -1,6 +1,6 @@
 """The inference fast path: the plain model's function computed with fewer, faster operations (``make_fast``).
 
-``load_model()`` applies ``make_fast`` to the plain ``model.LlamaModel``; ``load_model(fast=False)`` does not. Three
+``load_model()`` applies ``make_fast`` to the plain ``model.LlamaModel``; ``load_model(fast=False)`` does not. Four
 tricks, each a pure speed-up of the same function (float32 sums may differ in the last bits):
 
 1. Fused products. q/k/v of a block (and gate/up) are stored as consecutive row blocks of ONE matrix; each
@@ -15,11 +15,16 @@ tricks, each a pure speed-up of the same function (float32 sums may differ in th
    ``benchmarks/decode_ablation.py`` measures every shape; ``settings`` switches the route for A/B runs).
 3. Complex-number RoPE. Pair (a, b) read as a + ib: the rotation is one complex product with cos + i·sin, built once
    per forward pass for all layers (interleaved layout, float32/float64).
+4. Fewer small operations per layer. Decoding a token runs ~30 operations per layer on tensors of a few KB, so
+   their dispatch and thread start-up is a real share of the step (more so on a busy machine): one decoding query
+   per head runs as grouped queries against its key/value head (``FastAttention.attend``), RMSNorm takes its mean of
+   squares from one reduction (``FastRMSNorm``), and residuals are added in place into each sub-layer's fresh output
+   (``FastBlock``). ``settings.lean_layers = False`` switches this trick off for A/B runs.
 
 Never entered where it would change what is computed or trained: in grad mode (training) every module runs its
 plain forward; a projection wrapped by LoRA (or whose weight was replaced, e.g. by ``model.to(dtype)``) is called as
 its own module and its group's fused product is skipped. ``make_fast`` again after ``model.to(...)`` re-fuses.
-About 340 lines: the three tricks and the modules that use them are read together, as one alternative path.
+About 400 lines: the four tricks and the modules that use them are read together, as one alternative path.
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import MLP, Attention, KVCache, LlamaModel, RopeTables, apply_rotary
+from .model import MLP, Attention, Block, KVCache, LlamaModel, RMSNorm, RopeTables, apply_rotary
 
 __all__ = ["make_fast", "make_plain", "is_fast", "linear", "uses_onednn", "onednn_wins_single_row", "settings",
            "join_weights", "joined_weight", "FusedWeight", "rotate_complex", "ONEDNN_AVAILABLE", "MAX_ONEDNN_ROWS",
@@ -47,10 +52,12 @@ class _Settings:
 
     ``use_onednn = False`` forces plain ``F.linear`` everywhere. ``onednn_single_row``: whether one-row products
     (batch-1 decoding) go to oneDNN too; None (default) = measured once per process by ``onednn_wins_single_row``.
+    ``lean_layers = False`` runs attention, RMSNorm and the residual adds as the plain model does (trick 4).
     """
 
     use_onednn: bool = True
     onednn_single_row: bool | None = None
+    lean_layers: bool = True
 
 
 settings = _Settings()
@@ -268,6 +275,29 @@ class FastAttention(Attention):
         return self.attend(q, k, v, mask, cache, layer)
 
 
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+               cache: KVCache | None, layer: int) -> torch.Tensor:
+        """``Attention.attend``; for one new position per row, the query heads grouped by the key/value head they share.
+
+        Decoding asks one query per head. With grouped-query attention the ``groups = H / K`` query heads of key/value
+        head j are then just ``groups`` queries against the same keys: q [B, H, 1, d] read as [B, K, groups, d] is
+        one non-causal SDPA call on the cached k, v [B, K, S, d], without the grouped-query handling of
+        ``enable_gqa`` (on a 2-core Intel Xeon, one thread: 1.15x faster at batch 1, 1.3x at batch 8; about 2x when
+        the machine was busy). Same function; float32 sums may differ in the last bits.
+        """
+        batch, steps = q.shape[:2]
+        groups = self.n_heads // self.n_kv_heads
+        if torch.is_grad_enabled() or not settings.lean_layers or not self.use_sdpa or steps != 1 or groups == 1 or (
+                mask is not None and (mask.dim() != 4 or mask.shape[1] != 1)):
+            return super().attend(q, k, v, mask, cache, layer)
+        k, v = k.transpose(1, 2), v.transpose(1, 2)  # [B, K, 1, d]
+        if cache is not None:
+            k, v = cache.write(layer, k, v)  # [B, K, S, d]
+        grouped = q.reshape(batch, self.n_kv_heads, groups, self.head_dim)  # [B, 1, H, d] -> [B, K, groups, d]
+        out = F.scaled_dot_product_attention(grouped, k, v, attn_mask=mask)  # mask [B, 1, 1, S] broadcasts
+        return self.o_proj(out.reshape(batch, 1, -1))  # [B, K, groups, d] = [B, H, d] in head order -> [B, 1, D]
+
+
 class FastMLP(MLP):
     """``model.MLP`` with one fused gate/up product."""
 
@@ -281,6 +311,33 @@ class FastMLP(MLP):
         return self.down_proj(F.silu(gate) * up)
 
 
+class FastRMSNorm(RMSNorm):
+    """``model.RMSNorm`` with the mean of squares from one reduction (``torch.linalg.vector_norm``) in float32.
+
+    x / sqrt(mean(x²) + eps) = x · rsqrt(‖x‖² / D + eps): the squares are not stored as a tensor of their own, and the
+    full-size work is one reduction and two products, instead of a power, a sum and two products.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (torch.is_grad_enabled() or not settings.lean_layers or x.dtype != torch.float32
+                or self.weight.dtype != torch.float32):
+            return super().forward(x)
+        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)  # [..., 1]
+        scale = norm.square_().div_(x.shape[-1]).add_(self.eps).rsqrt_()  # [..., 1]: 1 / RMS
+        return (x * scale).mul_(self.weight)  # [..., D]
+
+
+class FastBlock(Block):
+    """``model.Block`` adding each residual into the sub-layer's fresh output in place (no new tensor per add)."""
+
+    def forward(self, x: torch.Tensor, rope: RopeTables, mask: torch.Tensor | None, cache: KVCache | None,
+                layer: int) -> torch.Tensor:
+        if torch.is_grad_enabled() or not settings.lean_layers:
+            return super().forward(x, rope, mask, cache, layer)
+        x = self.self_attn(self.input_layernorm(x), rope, mask, cache, layer).add_(x)
+        return self.mlp(self.post_attention_layernorm(x)).add_(x)
+
+
 class FastLlamaModel(LlamaModel):
     """``model.LlamaModel`` whose RoPE tables also carry the complex rotation, built once for all layers."""
 
@@ -291,7 +348,8 @@ class FastLlamaModel(LlamaModel):
         return ComplexRopeTables(tables.cos, tables.sin, torch.complex(tables.cos, tables.sin))
 
 
-_FAST_CLASSES = {LlamaModel: FastLlamaModel, Attention: FastAttention, MLP: FastMLP, nn.Linear: FastLinear}
+_FAST_CLASSES = {LlamaModel: FastLlamaModel, Attention: FastAttention, MLP: FastMLP, nn.Linear: FastLinear,
+                 Block: FastBlock, RMSNorm: FastRMSNorm}
 _PLAIN_CLASSES = {fast: plain for plain, fast in _FAST_CLASSES.items()}
 
 
@@ -316,7 +374,8 @@ def make_fast(model: LlamaModel) -> LlamaModel:
             if _joint_matrix(group) is None:
                 join_weights(group)
             module.fused = _record(names, group)
-    for module in [model, model.lm_head, *(m for block in model.layers for m in (block.self_attn, block.mlp))]:
+    for module in [model, model.lm_head, model.norm, *(m for block in model.layers for m in (
+            block, block.self_attn, block.mlp, block.input_layernorm, block.post_attention_layernorm))]:
         fast_class = _FAST_CLASSES.get(type(module))
         if fast_class is not None:
             module.__class__ = fast_class
