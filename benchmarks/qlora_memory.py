@@ -44,11 +44,13 @@ def _status_kib(field: str) -> int:
 def run_variant(variant: str, steps: int, batch_size: int, n_accuracy: int) -> dict:
     """Train one variant in this process and return its measurements."""
     from course_utils import load_model, seed_everything
+    from course_utils.chat_data import collate, encode_example
     from course_utils.datasets import SYSTEM_PROMPT, make_date_splits
     from course_utils.lora import add_lora
     from course_utils.memory import SavedTensorMeter, unique_storage_bytes
     from course_utils.qlora import quantize_model_4bit, weight_bytes
-    from course_utils.training import collate, encode_example, exact_match, greedy_answers, train_step
+    from course_utils.reply_scoring import exact_match, greedy_answers
+    from course_utils.training import train_step
 
     start = time.perf_counter()
     model, tokenizer = load_model(device="cpu", dtype=torch.float32)

@@ -242,6 +242,23 @@ def unmerge_lora(model: nn.Module) -> int:
     return len(modules)
 
 
+
+def remove_lora(model: nn.Module) -> int:
+    """Put every LoRA layer's frozen base layer back in its place (unmerged first); returns how many were removed.
+
+    The base weights are never trained, so the model computes the pre-trained function again (its parameters stay
+    frozen, as ``add_lora`` left them). Cheaper than loading a fresh model for the next adapter.
+    """
+    modules = lora_modules(model)
+    if not modules:
+        raise ValueError("this model has no LoRA layers to remove")
+    for name, module in modules.items():
+        if module.merged:
+            module.unmerge()
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, module.base)
+    return len(modules)
+
 # The adapter files moved to lora_adapters.py; these names stay importable from here for one release.
 _MOVED_TO_ADAPTERS = (
     "ADAPTER_CONFIG",

@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from course_utils import LlamaModel, ModelConfig
+from course_utils.chat_data import encode_example
 from course_utils.datasets import load_jsonl
 from course_utils.device import pick_device
 from course_utils.explorer import SamplingExplorer
@@ -32,7 +33,7 @@ from course_utils.prompt_tasks import load_task, load_tasks
 from course_utils.rope_widget import pair_rotation_state
 from course_utils.sampling import SamplingConfig, repetition_penalty, sample_next, temperature, top_k
 from course_utils.seeding import seed_everything
-from course_utils.training import NonFiniteLossError, TrainConfig, encode_example, train
+from course_utils.training import NonFiniteLossError, TrainConfig, train
 from course_utils.widgets.explorer_html import probability_colour
 
 HEADER = {"task": "toy", "instruction": "Answer.", "answer_format": "a word", "expert": "You know.",

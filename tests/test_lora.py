@@ -16,6 +16,7 @@ from course_utils.lora import (
     count_parameters,
     lora_modules,
     merge_lora,
+    remove_lora,
     unmerge_lora,
 )
 from course_utils.lora_adapters import load_adapter, save_adapter
@@ -82,6 +83,23 @@ def test_merge_equals_unmerged_and_unmerge_restores(tiny_model, tiny_config):
             torch.testing.assert_close(p, original[base_name], rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="not merged"):
         unmerge_lora(tiny_model)
+
+
+def test_remove_lora_restores_the_base_model(tiny_model, tiny_config):
+    ids = _ids(tiny_config)
+    with torch.no_grad():
+        before = tiny_model(ids)
+        add_lora(tiny_model, targets=("q_proj", "v_proj"), r=2, alpha=4)
+        _randomise_b(tiny_model)
+        assert remove_lora(tiny_model) == 2 * tiny_config.n_layers
+        assert not lora_modules(tiny_model) and torch.equal(tiny_model(ids), before)  # never merged: exact
+        add_lora(tiny_model, r=2, alpha=4)  # a second adapter can follow; merged, it is unmerged first
+        _randomise_b(tiny_model)
+        merge_lora(tiny_model)
+        remove_lora(tiny_model)
+        torch.testing.assert_close(tiny_model(ids), before, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="no LoRA layers to remove"):
+        remove_lora(nn.Linear(2, 2))
 
 
 def test_adapter_changes_output_once_b_moves(tiny_model, tiny_config):

@@ -1,22 +1,15 @@
-"""Training loop: answer-only labels, masked loss, a tiny run that lowers the loss, memory accounting."""
+"""Chat data, the training loop and exact match: answer-only labels, masked loss, a run that lowers the loss, memory."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from course_utils.chat_data import IGNORE_INDEX, collate, encode_example
 from course_utils.lora import add_lora
 from course_utils.memory import SavedTensorMeter, measure_inference, measure_training_step
-from course_utils.training import (
-    IGNORE_INDEX,
-    NonFiniteLossError,
-    TrainConfig,
-    collate,
-    encode_example,
-    exact_match,
-    masked_lm_loss,
-    train,
-)
+from course_utils.reply_scoring import exact_match
+from course_utils.training import NonFiniteLossError, TrainConfig, masked_lm_loss, train
 
 
 def test_encode_example_keeps_only_answer_tokens(course_model):
