@@ -14,6 +14,7 @@ from torch import nn
 
 from .chat_data import prompt_ids
 from .generation import generate
+from .prefix_cache import prefix_for
 from .validation import check_int
 
 ISO_DATE = r"\d{4}-\d{2}-\d{2}"
@@ -72,7 +73,9 @@ def greedy_replies(model: nn.Module, tokenizer, rows: Sequence[Sequence[int]], m
 
     Prompts are sorted by length before batching (less left padding) and put back in order afterwards. A row ends
     at the end-of-sequence token, after ``max_new_tokens``, or, with ``stop_when``, as soon as ``stop_when(reply so
-    far)`` is True (e.g. ``iso_date_settled``: the scores can no longer change).
+    far)`` is True (e.g. ``iso_date_settled``: the scores can no longer change). The ids that start every prompt
+    (a chat template's head, few-shot examples) run once: their keys/values are shared by all rows
+    (``prefix_cache``).
     """
     check_int("batch_size", batch_size, minimum=1)
     check_int("max_new_tokens", max_new_tokens, minimum=1)
@@ -82,12 +85,13 @@ def greedy_replies(model: nn.Module, tokenizer, rows: Sequence[Sequence[int]], m
     if not rows:
         raise ValueError("rows must hold at least one prompt, got none")
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    prefix = prefix_for(model, rows)
     replies: list[str] = [""] * len(rows)
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
         stream = settled_stopper(tokenizer, len(chunk), stop_when) if stop_when is not None else None
         result = generate(model, [rows[i] for i in chunk], max_new_tokens=max_new_tokens, tokenizer=tokenizer,
-                          eos_id=tokenizer.eos_id, stream=stream)
+                          eos_id=tokenizer.eos_id, stream=stream, prefix=prefix)
         for i, text in zip(chunk, result.texts):
             replies[i] = text.strip()
     return replies

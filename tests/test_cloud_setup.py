@@ -73,12 +73,11 @@ def test_repository_address_is_kept_in_one_place():
         assert urls.get("Repository") == cloud_setup.COURSE_REPOSITORY, "pyproject [project.urls] != cloud_setup"
     source = setup_cell.cell_source(cloud_setup.COURSE_REPOSITORY)
     compile(source, "setup cell", "exec")
-    for notebook in sorted(NOTEBOOKS_DIR.rglob("*.ipynb")):  # once the cell is in a notebook, it is this cell
+    for notebook in sorted(NOTEBOOKS_DIR.rglob("*.ipynb")):  # every lesson and solution starts with it
         cells = json.loads(notebook.read_text())["cells"]
         found = ["".join(c["source"]) for c in cells if "".join(c["source"]).startswith(setup_cell.MARKER)]
-        assert found in ([], [source]), f"{notebook.name}: setup cell differs from `python tools/setup_cell.py`"
-        if found:
-            assert cells[0]["cell_type"] == "markdown" and "".join(cells[1]["source"]) == source, notebook.name
+        assert found == [source], f"{notebook.name}: no setup cell, or not `python tools/setup_cell.py`'s: run --write"
+        assert cells[0]["cell_type"] == "markdown" and "".join(cells[1]["source"]) == source, notebook.name
 
 
 def _cloud_like_venv(tmp_path: Path) -> tuple[Path, dict]:
