@@ -169,8 +169,11 @@ def test_layouts_are_one_function_on_the_real_model(course_model):
     model, tokenizer = course_model
     ids = torch.tensor([tokenizer.encode("Rotary embeddings turn queries and keys by an angle per position.")])
     with torch.no_grad():
-        difference = (_half_layout_copy(model)(ids) - model(ids)).abs().max().item()
-    assert difference < 1e-4
+        expected = model(ids)
+        difference = (_half_layout_copy(model)(ids) - expected).abs().max().item()
+    # float32 rounding only: the two layouts sum the same products in another order (the fast path's fused kernels
+    # reorder them per machine), so the bound scales with the logits, as in the fast-path tests
+    assert difference <= 1e-5 * expected.abs().max().item()
 
 
 def test_rope_wavelengths_of_the_course_model():
