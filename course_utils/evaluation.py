@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 
 from .answers import answer_line_complete, extract_answer, is_correct
-from .generation import generate
+from .generation import generate, settled_stopper
 from .prefix_cache import prefix_for
 from .prompt_tasks import Item, Task
 from .prompts import build_prompt
@@ -27,7 +28,6 @@ def accuracy_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z / (1 + z2 / n) * (p * (1 - p) / n + z2 / (4 * n * n)) ** 0.5
     return max(0.0, centre - half), min(1.0, centre + half)
-
 
 
 @dataclass
@@ -99,11 +99,11 @@ def evaluate(model, tokenizer, task: Task, strategy: str, items: list[Item] | No
     seconds += time.perf_counter() - began
     for batch_index, start in enumerate(range(0, len(prompts), batch_size)):
         rows = prompts[start:start + batch_size]
+        stopper = settled_stopper(tokenizer, len(rows), partial(answer_line_complete, task)) if stop_at_answer else None
         began = time.perf_counter()
         result = generate(model, rows, max_new_tokens=max_new_tokens, tokenizer=tokenizer, eos_id=tokenizer.eos_id,
                           sampling=sampling, seed=None if sample_seed is None else sample_seed + batch_index,
-                          stream=_answer_stopper(task, tokenizer, len(rows)) if stop_at_answer else None,
-                          prefix=prefix)
+                          stream=stopper, prefix=prefix)
         seconds += time.perf_counter() - began
         outputs += result.texts
         lengths += [len(tokens) for tokens in result.tokens]
@@ -112,25 +112,6 @@ def evaluate(model, tokenizer, task: Task, strategy: str, items: list[Item] | No
     correct = [is_correct(task, p, item) for p, item in zip(predictions, items)]
     return EvalResult(task.name, strategy, sum(correct) / len(items), sum(lengths) / len(lengths), seconds,
                       outputs, predictions, correct, finished)
-
-
-def _answer_stopper(task: Task, tokenizer, n_rows: int):
-    """A ``generate`` stream callback that ends each row once its answer line is complete."""
-    seen: list[list[int]] = [[] for _ in range(n_rows)]
-    stopped: set[int] = set()
-
-    def callback(tokens: list) -> list[int]:
-        newly = []
-        for row, token in enumerate(tokens):
-            if token is None or row in stopped:
-                continue
-            seen[row].append(token)
-            if answer_line_complete(task, tokenizer.decode(seen[row])):
-                stopped.add(row)
-                newly.append(row)
-        return newly
-
-    return callback
 
 
 def majority_vote(answers: list[str | None]) -> str | None:
@@ -192,7 +173,6 @@ def self_consistency(model, tokenizer, task: Task, items: list[Item], n_votes: i
     correct = [is_correct(task, m, item) for m, item in zip(majority, items)]
     return VoteResult(task.name, votes, majority, correct, sample_correct, run.n_finished / len(repeated),
                       run.seconds)
-
 
 
 def confusion_matrix(gold: list[str], predicted: list[str | None], labels: tuple[str, ...] | list[str]) -> torch.Tensor:

@@ -336,6 +336,28 @@ def generate(model, prompts: Sequence, max_new_tokens: int = 64, sampling: Sampl
     return result
 
 
+def settled_stopper(tokenizer, n_rows: int, settled: Callable[[str], bool]):
+    """A ``generate`` stream callback that ends each row as soon as ``settled(its reply so far)`` is True."""
+    n_rows = check_int("n_rows", n_rows, minimum=1)
+    if not callable(settled):
+        raise TypeError(f"settled must be a function of the reply text, got {type(settled).__name__}")
+    seen: list[list[int]] = [[] for _ in range(n_rows)]
+    stopped: set[int] = set()
+
+    def callback(tokens: list) -> list[int]:
+        newly = []
+        for row, token in enumerate(tokens):
+            if token is None or row in stopped:
+                continue
+            seen[row].append(token)
+            if settled(tokenizer.decode(seen[row])):
+                stopped.add(row)
+                newly.append(row)
+        return newly
+
+    return callback
+
+
 def text_streamer(tokenizer, row: int = 0, write: Callable[[str], object] | None = None) -> StreamCallback:
     """A ``stream`` callback that writes row ``row``'s new text as it is generated (default: print it at once).
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .chat_data import prompt_ids
-from .generation import generate
+from .generation import generate, settled_stopper
 from .prefix_cache import prefix_for
 from .validation import check_int
 
@@ -42,28 +42,6 @@ def iso_date_settled(text: str) -> bool:
         return False
     outside = (text[:match.start()] + text[match.end():]).replace("\ufffd", "")
     return bool(outside.strip())
-
-
-def settled_stopper(tokenizer, n_rows: int, settled: Callable[[str], bool]):
-    """A ``generate`` stream callback that ends each row as soon as ``settled(its reply so far)`` is True."""
-    n_rows = check_int("n_rows", n_rows, minimum=1)
-    if not callable(settled):
-        raise TypeError(f"settled must be a function of the reply text, got {type(settled).__name__}")
-    seen: list[list[int]] = [[] for _ in range(n_rows)]
-    stopped: set[int] = set()
-
-    def callback(tokens: list) -> list[int]:
-        newly = []
-        for row, token in enumerate(tokens):
-            if token is None or row in stopped:
-                continue
-            seen[row].append(token)
-            if settled(tokenizer.decode(seen[row])):
-                stopped.add(row)
-                newly.append(row)
-        return newly
-
-    return callback
 
 
 @torch.no_grad()
