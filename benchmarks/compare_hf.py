@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from machine_info import cpu_model, results_path
+from machine_info import machine_facts, results_path
 
 from course_utils import load_model
 from course_utils.cache_layout import default_weights_path
@@ -163,7 +163,7 @@ def machine() -> dict:
     import peft
     import transformers
 
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    return {**machine_facts(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
             "dtype": "float32"}
 

@@ -1,7 +1,7 @@
 """Where decoding time goes on this CPU, and what each speed-up of the course model buys.
 
 1. Kernels: one float32 product of a few rows against each weight shape of SmolLM2-135M, MKL (``F.linear``)
-   against oneDNN (``fast_inference.linear``), with weights cycled through so they come from memory, not cache.
+   against oneDNN (``onednn.linear``), with weights cycled through so they come from memory, not cache.
 2. Ablation: greedy KV-cached decoding of the real model, batch 1 and 8: the plain model (``load_model(fast=False)``)
    and the fast one (``fast_inference.make_fast``) with each of its speed-ups switched on or off: complex-number RoPE
    (in every fast variant), oneDNN products (with separate weights only the output head is wide enough to use it),
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from machine_info import results_path
+from machine_info import machine_facts, results_path
 
-from course_utils import fast_inference, load_model
+from course_utils import fast_inference, load_model, onednn
 from course_utils.generation import NO_EOS, generate
 
 PROMPT = "The history of the printing press begins in the fifteenth century, when"
@@ -53,7 +53,7 @@ def kernel_table(rows: int, repeats: int) -> dict:
         weights = [torch.randn(out_features, in_features) for _ in range(copies)]
         x = torch.randn(rows, in_features)
         seconds = {}
-        for backend, product in (("mkl", F.linear), ("onednn", fast_inference.linear)):
+        for backend, product in (("mkl", F.linear), ("onednn", onednn.linear)):
             with torch.inference_mode():
                 for weight in weights:
                     product(x, weight)
@@ -89,17 +89,17 @@ def ablation(plain, joined, separate, tokenizer, batch: int, new_tokens: int, re
                 "all tricks forced": (joined, True, True, True),
                 "fast (the course model)": (joined, True, None, True)}
     outputs, times = {}, {name: [] for name in variants}
-    settings = fast_inference.settings
+    routing, settings = onednn.routing, fast_inference.settings
 
     def run(name: str) -> float:
-        model, onednn, single_row, lean = variants[name]
-        settings.use_onednn, settings.onednn_single_row, settings.lean_layers = onednn, single_row, lean
+        model, use_onednn, single_row, lean = variants[name]
+        routing.enabled, routing.single_row, settings.lean_layers = use_onednn, single_row, lean
         try:
             start = time.perf_counter()
             outputs[name] = generate(model, prompts, max_new_tokens=new_tokens, eos_id=NO_EOS).tokens
             return time.perf_counter() - start
         finally:
-            settings.use_onednn, settings.onednn_single_row, settings.lean_layers = True, None, True
+            routing.enabled, routing.single_row, settings.lean_layers = True, None, True
 
     for name in variants:
         run(name)  # warm-up
@@ -143,10 +143,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=results_path("decode_ablation"))
     args = parser.parse_args()
     repeats, new_tokens = (1, 10) if args.quick else (3, 100)
-    results = {"torch": torch.__version__, "threads": torch.get_num_threads(), "new_tokens": new_tokens,
-               "read_bandwidth_gb_s": read_bandwidth_gb_s(),
-               "onednn_single_row_chosen": fast_inference.onednn_wins_single_row()}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
+    results = {**machine_facts(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+               "new_tokens": new_tokens, "read_bandwidth_gb_s": read_bandwidth_gb_s(),
+               "onednn_single_row_chosen": onednn.onednn_wins_single_row()}
+    print(f"{machine_facts()}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"streaming read of 512 MiB: {results['read_bandwidth_gb_s']:.1f} GB/s")
     for rows in (1, 8):
         results[f"kernels_rows{rows}"] = table = kernel_table(rows, repeats=2 if args.quick else 5)

@@ -25,15 +25,9 @@ import time
 from pathlib import Path
 
 import torch
+from machine_info import machine_facts, results_path
 
-RESULTS = Path(__file__).parent / "results"
 MIB = 2**20
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (the results file is named after it)."""
-    match = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
-    return match.group(1).strip() if match else "unknown-cpu"
 
 
 def _status_kib(field: str) -> int:
@@ -120,8 +114,8 @@ def main() -> None:
     fp32, q4 = runs["fp32"], runs["q4_1"]
     gap = max(abs(a - b) for a, b in zip(fp32["losses"], q4["losses"]))
     assert gap < 1e-3, f"losses differ by {gap}: the two bases should hold the same weights"
-    cpu = cpu_model()
-    print(f"CPU: {cpu}, torch {torch.__version__}, {torch.get_num_threads()} threads; LoRA r=8 on q,v; "
+    facts = machine_facts()
+    print(f"CPU: {facts}, torch {torch.__version__}, {torch.get_num_threads()} threads; LoRA r=8 on q,v; "
           f"{args.steps} steps of {args.batch_size} dates")
     for name, run in runs.items():
         parts = ", ".join(f"{k} {v / MIB:.1f}" for k, v in run["parts"].items())
@@ -130,9 +124,8 @@ def main() -> None:
               f"{run['peak_rss_training'] / MIB:6.0f} MiB · {run['seconds_per_step']:.2f} s/step "
               f"({run['cpu_seconds_per_step']:.2f} CPU s)")
     print(f"largest loss difference over {args.steps} steps: {gap:.1e}")
-    slug = re.sub(r"[^a-z0-9]+", "-", cpu.lower()).strip("-")
-    out = RESULTS / f"qlora_memory-{slug}.json"
-    out.write_text(json.dumps({"cpu": cpu, "torch": torch.__version__, "threads": torch.get_num_threads(),
+    out = results_path("qlora_memory")
+    out.write_text(json.dumps({**facts, "torch": torch.__version__, "threads": torch.get_num_threads(),
                                "steps": args.steps, "batch_size": args.batch_size,
                                "lora": "r=8, alpha=16, q_proj v_proj",
                                "max_loss_difference": gap, "runs": runs}, indent=2) + "\n")

@@ -12,7 +12,7 @@ import json
 import statistics
 
 import torch
-from machine_info import cpu_model, results_path
+from machine_info import machine_facts, results_path
 
 from course_utils import load_model
 from course_utils.explorer import SamplingExplorer
@@ -39,13 +39,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
     measured = {"explorer redraw ms": statistics.median(redraw_milliseconds(args.rounds))}
-    cpu = cpu_model()
-    print(f"CPU: {cpu}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    facts = machine_facts()
+    print(f"CPU: {facts}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     for name, value in measured.items():
         verdict = "meets" if value <= TARGETS[name] else "MISSES"
         print(f"{name:>22}: median {value:8.2f}  ({verdict} the target {TARGETS[name]:g})")
     out = results_path("timings")
-    out.write_text(json.dumps({"cpu": cpu, "torch": torch.__version__, "rounds": args.rounds,
+    out.write_text(json.dumps({**facts, "torch": torch.__version__, "rounds": args.rounds,
                                "median": measured, "targets": TARGETS}, indent=2) + "\n")
     print(f"saved {out}")
 

@@ -4,20 +4,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_utils import fast_inference, load_model
-from course_utils.fast_inference import (
-    MAX_ONEDNN_ROWS,
-    is_fast,
-    joined_weight,
-    linear,
-    make_fast,
-    make_plain,
-    uses_onednn,
-)
+from course_utils import fast_inference, load_model, onednn
+from course_utils.fast_inference import is_fast, make_fast, make_plain
+from course_utils.fused_weights import joined_weight
 from course_utils.lora import add_lora, lora_modules, merge_lora, unmerge_lora
 from course_utils.model import LlamaModel
+from course_utils.onednn import MAX_ONEDNN_ROWS, linear, uses_onednn
 
-needs_onednn = pytest.mark.skipif(not fast_inference.ONEDNN_AVAILABLE, reason="this PyTorch build has no oneDNN")
+needs_onednn = pytest.mark.skipif(not onednn.ONEDNN_AVAILABLE, reason="this PyTorch build has no oneDNN")
 RELATIVE_TOLERANCE = 1e-5  # fast vs plain float32 logits: max |difference| <= 1e-5 * max |logit|
 
 
@@ -25,7 +19,7 @@ RELATIVE_TOLERANCE = 1e-5  # fast vs plain float32 logits: max |difference| <= 1
 
 @pytest.fixture
 def single_rows_on_onednn(monkeypatch):
-    monkeypatch.setattr(fast_inference.settings, "onednn_single_row", True)
+    monkeypatch.setattr(onednn.routing, "single_row", True)
 
 
 @needs_onednn
@@ -54,7 +48,7 @@ def test_onednn_route_is_taken_only_where_allowed(monkeypatch, single_rows_on_on
         assert not uses_onednn(x, weight.t().contiguous().t())  # column-major weight
     assert not uses_onednn(x, trained)  # autograd needs this product's backward: F.linear
     assert uses_onednn(x, weight)  # grad mode on but nothing requires a gradient
-    monkeypatch.setattr(fast_inference.settings, "use_onednn", False)
+    monkeypatch.setattr(onednn.routing, "enabled", False)
     assert not uses_onednn(x, weight)
 
 
@@ -63,11 +57,11 @@ def test_single_rows_use_onednn_only_where_it_measured_faster(monkeypatch):
     x, weight = torch.randn(1, 64), torch.randn(96, 64)
     with torch.no_grad():
         assert uses_onednn(torch.randn(2, 64), weight)  # several rows: always (where the other checks allow)
-        monkeypatch.setattr(fast_inference.settings, "onednn_single_row", False)
+        monkeypatch.setattr(onednn.routing, "single_row", False)
         assert not uses_onednn(x, weight)
-        monkeypatch.setattr(fast_inference.settings, "onednn_single_row", None)  # measured once, then cached
-        measured = fast_inference.onednn_wins_single_row()
-        assert isinstance(measured, bool) and fast_inference.onednn_wins_single_row() is measured
+        monkeypatch.setattr(onednn.routing, "single_row", None)  # measured once, then cached
+        measured = onednn.onednn_wins_single_row()
+        assert isinstance(measured, bool) and onednn.onednn_wins_single_row() is measured
         assert uses_onednn(x, weight) is measured
 
 
@@ -171,8 +165,9 @@ def test_grad_mode_never_enters_the_fast_path(tiny_model, fast_tiny, monkeypatch
     def forbidden(*args, **kwargs):
         raise AssertionError("a fast-path kernel ran in grad mode")
 
-    for name in ("linear", "rotate_complex", "joined_weight", "_fused_weight"):
+    for name in ("linear", "rotate_complex", "fused_weight"):
         monkeypatch.setattr(fast_inference, name, forbidden)
+    monkeypatch.setattr(onednn, "linear", forbidden)  # the output head's route
     ids = _ids(tiny_model, (2, 7), 5)
     fast_logits, plain_logits = fast_tiny(ids), tiny_model(ids)  # grad mode: the plain code, bit for bit
     assert torch.equal(fast_logits, plain_logits)
