@@ -26,13 +26,14 @@ from course_utils.chat_data import encode_example
 from course_utils.datasets import load_jsonl
 from course_utils.device import pick_device
 from course_utils.explorer import SamplingExplorer
-from course_utils.generation import generate, text_streamer
+from course_utils.generation import generate
 from course_utils.lora import add_lora, lora_modules, merge_lora
 from course_utils.lora_adapters import AdapterError, load_adapter, save_adapter
 from course_utils.prompt_tasks import load_task, load_tasks
 from course_utils.rope_widget import pair_rotation_state
 from course_utils.sampling import SamplingConfig, repetition_penalty, sample_next, temperature, top_k
 from course_utils.seeding import seed_everything
+from course_utils.streaming import text_streamer
 from course_utils.training import NonFiniteLossError, TrainConfig, train
 from course_utils.widgets.explorer_html import probability_colour
 
