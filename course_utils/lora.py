@@ -21,7 +21,8 @@ MLP_TARGETS = ("gate_proj", "up_proj", "down_proj")
 ALL_LINEAR_TARGETS = ATTENTION_TARGETS + MLP_TARGETS
 
 
-def _check_hyperparameters(r: int, alpha: float, dropout: float) -> None:
+def check_hyperparameters(r: int, alpha: float, dropout: float) -> None:
+    """Refuse a LoRA rank below 1, an alpha not above 0 or a dropout outside [0, 1) (TypeError/ValueError)."""
     check_int("LoRA rank r", r, minimum=1)
     check_real("LoRA alpha", alpha, low=0, low_open=True)
     check_real("LoRA dropout", dropout, low=0, high=1, high_open=True)
@@ -40,7 +41,7 @@ class LoRAModule(nn.Module):
     lora_B: nn.Parameter
 
     def _setup(self, base: nn.Module, r: int, alpha: float, dropout: float) -> None:
-        _check_hyperparameters(r, alpha, dropout)
+        check_hyperparameters(r, alpha, dropout)
         self.base = base
         self.base.requires_grad_(False)
         self.r, self.alpha = r, float(alpha)
@@ -174,7 +175,7 @@ def add_lora(model: nn.Module, targets: tuple[str, ...] = ("q_proj", "v_proj"), 
     if present:  # checked first: the wrapped layers' own names no longer count as targets
         raise ValueError(f"this model already has LoRA ({len(present)} layers, e.g. {next(iter(present))!r}); "
                          f"load a fresh model to add another adapter, or train/merge the one it has")
-    _check_hyperparameters(r, alpha, dropout)
+    check_hyperparameters(r, alpha, dropout)
     check_int("seed", seed, minimum=0)
     if isinstance(targets, str):
         targets = (targets,)

@@ -16,7 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .lora import LoRAModule, _check_hyperparameters, add_lora, lora_modules
+from .lora import LoRAModule, add_lora, check_hyperparameters, lora_modules
 
 ADAPTER_WEIGHTS = "adapter.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"  # written by earlier versions next to the weights; read for compatibility
@@ -120,7 +120,7 @@ def _config_from_dict(raw, source: Path) -> AdapterConfig:
     if config.format != ADAPTER_FORMAT:
         raise AdapterError(f"{source}: adapter format {config.format!r} is not supported; expected {ADAPTER_FORMAT!r}")
     try:
-        _check_hyperparameters(config.r, config.alpha, config.dropout)
+        check_hyperparameters(config.r, config.alpha, config.dropout)
     except (TypeError, ValueError) as error:
         raise AdapterError(f"{source}: {error}") from None
     shapes_ok = isinstance(config.base_shapes, dict) and all(
