@@ -5,6 +5,8 @@ A frozen layer W0 (d x k, so y = W0 x maps k inputs to d outputs) gets a trainab
 B = 0 at the start, so the adapted model is exactly the pre-trained one until training moves B.
 Adapters can be merged into W0 after training (no extra inference cost); saving and loading them as a small file is
 ``lora_adapters.py``.
+Stays one piece: at ~260 lines, the wrappers and the functions that add, count, merge and remove them share one
+contract (``LoRAModule``), and lesson 08 reads them in that order.
 """
 from __future__ import annotations
 
@@ -243,7 +245,6 @@ def unmerge_lora(model: nn.Module) -> int:
     return len(modules)
 
 
-
 def remove_lora(model: nn.Module) -> int:
     """Put every LoRA layer's frozen base layer back in its place (unmerged first); returns how many were removed.
 
@@ -259,26 +260,3 @@ def remove_lora(model: nn.Module) -> int:
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, module.base)
     return len(modules)
-
-# The adapter files moved to lora_adapters.py; these names stay importable from here for one release.
-_MOVED_TO_ADAPTERS = (
-    "ADAPTER_CONFIG",
-    "ADAPTER_FORMAT",
-    "ADAPTER_WEIGHTS",
-    "AdapterConfig",
-    "AdapterError",
-    "CONFIG_KEY",
-    "adapter_config",
-    "file_size_mib",
-    "load_adapter",
-    "read_adapter_config",
-    "save_adapter",
-)
-
-
-def __getattr__(name: str):
-    if name in _MOVED_TO_ADAPTERS:
-        from . import lora_adapters
-
-        return getattr(lora_adapters, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -109,7 +109,7 @@ def _config_from_dict(raw, source: Path) -> AdapterConfig:
         raise AdapterError(f"{source}: the adapter config must be a JSON object, got {type(raw).__name__}")
     if "peft_type" in raw:
         raise AdapterError(f"{source} is a Hugging Face PEFT adapter config ({raw['peft_type']}); course_utils "
-                           f"reads adapters written by course_utils.lora.save_adapter")
+                           f"reads adapters written by course_utils.lora_adapters.save_adapter")
     names = {f.name for f in fields(AdapterConfig)}
     missing = sorted(names - set(raw) - {"format"})
     unknown = sorted(set(raw) - names)
@@ -157,7 +157,8 @@ def _read_adapter(directory: str | os.PathLike, with_tensors: bool):
         except (OSError, UnicodeDecodeError) as error:
             raise AdapterError(f"{source} cannot be read ({error}); save the adapter again") from None
     else:
-        raise AdapterError(f"{path} carries no adapter config; was it written by course_utils.lora.save_adapter?")
+        raise AdapterError(f"{path} carries no adapter config; was it written by "
+                           f"course_utils.lora_adapters.save_adapter?")
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as error:

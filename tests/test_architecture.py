@@ -8,9 +8,6 @@ from pathlib import Path
 from course_utils.paths import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "course_utils"
-# Kept-for-one-release shims may look up their new home lazily (lora -> lora_adapters, positional -> rope); that is
-# not a dependency.
-LAZY_SHIMS = {("lora", "lora_adapters"), ("positional", "rope")}
 
 
 def module_order() -> list[str]:
@@ -67,7 +64,7 @@ def test_imports_only_go_down_the_map():
     for top, paths in top_level_modules().items():
         for path in paths:
             for dep in imports_of(path):
-                if dep != top and dep in rank and rank[dep] <= rank[top] and (top, dep) not in LAZY_SHIMS:
+                if dep != top and dep in rank and rank[dep] <= rank[top]:
                     upward.append(f"{path.relative_to(REPO_ROOT)} imports {dep}")
     assert not upward, upward
 
