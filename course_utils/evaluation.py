@@ -8,10 +8,11 @@ from functools import partial
 import torch
 
 from .answers import answer_line_complete, extract_answer, is_correct
-from .generation import generate, settled_stopper
+from .generation import generate
 from .prefix_cache import prefix_for
 from .prompt_tasks import Item, Task
 from .prompts import build_prompt
+from .streaming import settled_stopper
 from .validation import check_bool, check_int, check_real
 
 

@@ -1,96 +1,24 @@
-"""Text generation with a KV cache: greedy decoding, sampling with the warpers of ``sampling.py``, and beam search.
+"""``generate()``: greedy decoding and sampling with a KV cache, batches, end-of-sequence, streaming; and ``chat``.
 
 Batches of prompts are left-padded and masked, every row stops at its own end-of-sequence token, and a seeded
-``torch.Generator`` makes sampling reproducible (same seed, same device -> same text).
-One file of ~350 lines on purpose: greedy, sampling and beam search share the padding of prompts, the cache and the
-one host read per step, and split apart they would each repeat that plumbing.
+``torch.Generator`` makes sampling reproducible (same seed, same device -> same text). ``num_beams > 1`` hands the
+prompts to ``beam_search``; the stream callbacks are in ``streaming``, the prompt checks and the result type in
+``decoding_io``.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import torch
 
+from .beam_search import beam_search
+from .decoding_io import NO_EOS, GenerationResult, check_settings, left_pad, prompt_rows
 from .prefix_cache import PrefixCache
-from .sampling import SamplingConfig, _choose, nonfinite_rows
-from .validation import check_int, check_real, check_token_ids
+from .sampling import SamplingConfig, nonfinite_rows, sample_next_unchecked
+from .streaming import StreamCallback
+from .validation import check_int
 
-NO_EOS = -1  # pass as eos_id to never stop before max_new_tokens
 GREEDY = SamplingConfig(temperature=0.0)
-
-StreamCallback = Callable[[list], None]
-
-
-@dataclass
-class GenerationResult:
-    """What ``generate`` returns, one entry per prompt.
-
-    ``tokens``: the new token ids. A row that stopped on the end-of-sequence token INCLUDES it as its last token.
-    ``logprobs``: for each new token, log P(token | everything before it) under the model's own, UNwarped
-    distribution (log-softmax of the raw logits: no temperature, truncation or repetition penalty), so
-    ``sum(logprobs[i])`` is the chain-rule log-probability of row i's continuation, EOS included.
-    ``finished``: True where the row stopped on EOS rather than on ``max_new_tokens``.
-    ``texts``: the decoded new tokens without the EOS (only when a tokenizer was given).
-    ``scores``: beam search only: the returned beam's sum of log-probs / length ** length_penalty.
-    """
-
-    tokens: list[list[int]]
-    logprobs: list[list[float]]
-    finished: list[bool]
-    texts: list[str] | None = None
-    scores: list[float] | None = None
-
-    @property
-    def total_logprobs(self) -> list[float]:
-        """Chain-rule log-probability of each row's new tokens given its prompt."""
-        return [float(sum(row)) for row in self.logprobs]
-
-
-def _prompt_ids(prompts: Sequence, tokenizer, vocab_size: int) -> list[list[int]]:
-    if isinstance(prompts, (str, torch.Tensor)) or not isinstance(prompts, Sequence):
-        raise TypeError(f"prompts must be a list of strings or of token-id lists (one per row), "
-                        f"got {type(prompts).__name__}")
-    if len(prompts) == 0:
-        raise ValueError("prompts must hold at least one prompt, got an empty list")
-    if all(isinstance(p, str) for p in prompts):
-        if tokenizer is None:
-            raise ValueError("string prompts need tokenizer=...; or pass lists of token ids")
-        rows = [tokenizer.encode(p) for p in prompts]
-    elif all(isinstance(p, Sequence) and not isinstance(p, str) for p in prompts):
-        rows = check_token_ids("prompts", prompts, vocab_size)  # floats such as 504.9 are refused, never truncated
-    else:
-        raise TypeError("prompts must be all strings or all token-id lists, not a mix")
-    if any(len(r) == 0 for r in rows):
-        raise ValueError("every prompt needs at least one token; an empty prompt has nothing to continue")
-    return rows
-
-
-def _left_pad(rows: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """ids [B, L] padded on the left, and the attention mask (None when no row needs padding).
-
-    Padding repeats the row's first token: it is masked out of attention, and it is a token the row already holds,
-    so the repetition penalty sees the same set of previous tokens with or without padding.
-    """
-    width = max(len(r) for r in rows)
-    ids = torch.tensor([[r[0]] * (width - len(r)) + r for r in rows], dtype=torch.long, device=device)
-    if all(len(r) == width for r in rows):
-        return ids, None
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long, device=device)
-    return ids, mask
-
-
-def _check_settings(model, rows: list[list[int]], max_new_tokens: int, eos_id: int | None) -> int:
-    check_int("max_new_tokens", max_new_tokens, minimum=1)
-    vocab = model.config.vocab_size
-    if eos_id is None:
-        eos_id = model.config.eos_id if model.config.eos_id is not None else NO_EOS
-    eos_id = check_int("eos_id", eos_id, minimum=NO_EOS, maximum=vocab - 1,
-                       hint=f"None = the model's, {NO_EOS} = never stop")
-    longest = max(len(r) for r in rows) + max_new_tokens
-    if longest > model.config.max_seq_len:
-        raise ValueError(f"prompt + max_new_tokens = {longest} exceeds the context length {model.config.max_seq_len}")
-    return eos_id
 
 
 def _stop_lengths(new: torch.Tensor, eos_id: int) -> tuple[list[int], list[bool]]:
@@ -109,7 +37,7 @@ def _decode_loop(model, rows, max_new_tokens, sampling, eos_id, generator, strea
     if prefix is not None:
         rows = prefix.suffixes(rows)
     batch = len(rows)
-    ids, mask = _left_pad(rows, model.device)
+    ids, mask = left_pad(rows, model.device)
     width = shared + ids.shape[1]  # the prompt columns, prefix included
     total = width + max_new_tokens
     cache = prefix.expand(model, batch, total) if prefix is not None else model.new_cache(batch, total)
@@ -135,7 +63,7 @@ def _decode_loop(model, rows, max_new_tokens, sampling, eos_id, generator, strea
         first_bad = torch.where(bad & (first_bad < 0), step, first_bad)
         logits = logits.masked_fill(bad[:, None], 0.0)  # keep torch's sampler away from NaN; the error comes below
         previous = history[:, :width + step] if history is not None else None
-        token = _choose(logits, sampling, generator, previous)
+        token = sample_next_unchecked(logits, sampling, generator, previous)
         if eos_id != NO_EOS:
             token = token.masked_fill(done, eos_id)  # finished rows idle on EOS; their extra steps are dropped
         new[:, step] = token
@@ -182,114 +110,6 @@ def _raise_if_bad(first_bad: torch.Tensor, any_bad: bool) -> None:
                      f"fine-tune, e.g. too high a learning rate) or the dtype (float16 overflow)")
 
 
-def _add_hypothesis(pool: list, entry: tuple, keep: int) -> None:
-    pool.append(entry)
-    pool.sort(key=lambda h: h[0], reverse=True)
-    del pool[keep:]
-
-
-@torch.inference_mode()
-def _beam_loop(model, rows, max_new_tokens, num_beams, length_penalty, eos_id):
-    batch, beams = len(rows), num_beams
-    ids, mask = _left_pad([r for r in rows for _ in range(beams)], model.device)
-    width = ids.shape[1]
-    total = width + max_new_tokens
-    cache = model.new_cache(batch * beams, total)
-    full_mask = None
-    if mask is not None:
-        full_mask = torch.ones(batch * beams, total, dtype=torch.long, device=model.device)
-        full_mask[:, :width] = mask
-    scores = torch.zeros(batch, beams, device=model.device)
-    scores[:, 1:] = float("-inf")  # all beams start identical: expand only the first at step one
-    seqs = torch.empty(batch * beams, 0, dtype=torch.long, device=model.device)
-    seq_logprobs = torch.empty(batch * beams, 0, device=model.device)
-    pools: list[list] = [[] for _ in range(batch)]  # (score, tokens, logprobs, finished)
-    done = [False] * batch
-    logits = model(ids, cache=cache, attention_mask=mask, last_only=True)[:, -1]
-    filler = eos_id if eos_id != NO_EOS else 0
-    for step in range(max_new_tokens):
-        bad = nonfinite_rows(logits)
-        logits = logits.masked_fill(bad[:, None], 0.0)
-        logp = torch.log_softmax(logits, dim=-1)
-        vocab = logp.shape[-1]
-        candidates = (scores.reshape(-1, 1) + logp).reshape(batch, beams * vocab)
-        top_scores, top_index = candidates.topk(2 * beams, dim=-1)
-        # One read per step: scores, beam/token indices (exact in float64) and the bad-row flags together.
-        packed = torch.cat([top_scores.double(), top_index.double(), bad.reshape(batch, beams).double()], dim=1)
-        packed = packed.tolist()
-        top_scores = [row[:2 * beams] for row in packed]
-        top_beam = [[int(i) // vocab for i in row[2 * beams:4 * beams]] for row in packed]
-        top_token = [[int(i) % vocab for i in row[2 * beams:4 * beams]] for row in packed]
-        bad_prompts = [b for b, row in enumerate(packed) if not done[b] and any(row[4 * beams:])]
-        if bad_prompts:
-            raise ValueError(f"the model's logits for prompt(s) {bad_prompts[:5]} hold NaN/+inf or no finite value "
-                             f"(at new token {step}), so beam search cannot rank continuations; check the weights "
-                             f"(a diverged fine-tune) or the dtype (float16 overflow)")
-        next_scores = [[0.0] * beams for _ in range(batch)]
-        next_beam = [list(range(beams)) for _ in range(batch)]
-        next_token = [[filler] * beams for _ in range(batch)]
-        for b in range(batch):
-            if done[b]:
-                continue
-            kept = 0
-            for rank in range(2 * beams):
-                score, beam, token = top_scores[b][rank], top_beam[b][rank], top_token[b][rank]
-                row = b * beams + beam
-                if token == eos_id:
-                    if rank < beams:  # an EOS ranked below the live beams would never have been chosen
-                        tokens = seqs[row].tolist() + [token]
-                        lps = seq_logprobs[row].tolist() + [float(logp[row, token])]
-                        _add_hypothesis(pools[b], (score / len(tokens) ** length_penalty, tokens, lps, True), beams)
-                    continue
-                next_scores[b][kept], next_beam[b][kept], next_token[b][kept] = score, beam, token
-                kept += 1
-                if kept == beams:
-                    break
-            if len(pools[b]) == beams:  # Hugging Face's early_stopping=False test
-                best_live = max(next_scores[b]) / (step + 1) ** length_penalty
-                done[b] = pools[b][-1][0] >= best_live
-        if all(done):
-            break
-        source = (torch.arange(batch, device=model.device)[:, None] * beams
-                  + torch.tensor(next_beam, device=model.device)).reshape(-1)
-        chosen = torch.tensor(next_token, device=model.device).reshape(-1)
-        seqs = torch.cat([seqs[source], chosen[:, None]], dim=1)
-        seq_logprobs = torch.cat([seq_logprobs[source], logp[source, chosen][:, None]], dim=1)
-        scores = torch.tensor(next_scores, device=model.device)
-        if step + 1 == max_new_tokens:
-            break
-        cache.reorder(source)
-        step_mask = full_mask[:, :width + step + 1] if full_mask is not None else None
-        logits = model(chosen[:, None], cache=cache, attention_mask=step_mask)[:, -1]
-    for b in range(batch):
-        if done[b]:
-            continue
-        for k in range(beams):
-            row = b * beams + k
-            tokens, lps = seqs[row].tolist(), seq_logprobs[row].tolist()
-            if tokens:
-                _add_hypothesis(pools[b], (float(scores[b, k]) / len(tokens) ** length_penalty, tokens, lps, False),
-                                beams)
-    best = [pool[0] for pool in pools]
-    return [h[1] for h in best], [h[2] for h in best], [h[3] for h in best], [h[0] for h in best]
-
-
-def beam_search(model, prompts: Sequence[Sequence[int]], num_beams: int, max_new_tokens: int = 64,
-                length_penalty: float = 1.0, eos_id: int | None = None) -> GenerationResult:
-    """Beam search over token-id prompts: keep the ``num_beams`` best partial sequences by total log-probability.
-
-    Finished sequences are ranked by sum(log p) / length ** ``length_penalty`` (length = new tokens incl. EOS);
-    a prompt stops when ``num_beams`` sequences have finished and no live beam can still beat the worst of them
-    (Hugging Face's ``early_stopping=False`` rule). With ``num_beams=1`` this is greedy decoding.
-    """
-    rows = _prompt_ids(prompts, None, model.config.vocab_size)
-    eos_id = _check_settings(model, rows, max_new_tokens, eos_id)
-    num_beams = check_int("num_beams", num_beams, minimum=1)
-    length_penalty = check_real("length_penalty", length_penalty, hint="1 = average log-prob per token")
-    tokens, logprobs, finished, scores = _beam_loop(model, rows, max_new_tokens, num_beams, length_penalty, eos_id)
-    return GenerationResult(tokens, logprobs, finished, scores=scores)
-
-
 def generate(model, prompts: Sequence, max_new_tokens: int = 64, sampling: SamplingConfig | None = None,
              num_beams: int = 1, length_penalty: float = 1.0, seed: int | None = None, eos_id: int | None = None,
              stream: StreamCallback | None = None, tokenizer=None, prefix: PrefixCache | None = None
@@ -305,7 +125,7 @@ def generate(model, prompts: Sequence, max_new_tokens: int = 64, sampling: Sampl
     ``prefix``: a ``PrefixCache`` that every prompt starts with (``prefix_cache.prefix_for``): its keys/values are
     copied instead of recomputed for every row; the result equals that of the plain call up to float rounding.
     """
-    rows = _prompt_ids(prompts, tokenizer, model.config.vocab_size)
+    rows = prompt_rows(prompts, tokenizer, model.config.vocab_size)
     if sampling is not None and not isinstance(sampling, SamplingConfig):
         raise TypeError(f"sampling must be None (greedy) or a SamplingConfig, got {type(sampling).__name__}")
     if seed is not None:
@@ -323,7 +143,7 @@ def generate(model, prompts: Sequence, max_new_tokens: int = 64, sampling: Sampl
                              "use num_beams=1")
         result = beam_search(model, rows, num_beams, max_new_tokens, length_penalty, eos_id)
     else:
-        eos_id = _check_settings(model, rows, max_new_tokens, eos_id)
+        eos_id = check_settings(model, rows, max_new_tokens, eos_id)
         generator = None
         if seed is not None:
             generator = torch.Generator(device=model.device).manual_seed(seed)
@@ -334,55 +154,6 @@ def generate(model, prompts: Sequence, max_new_tokens: int = 64, sampling: Sampl
         result.texts = [tokenizer.decode(row[:-1] if done else row)
                         for row, done in zip(result.tokens, result.finished)]
     return result
-
-
-def settled_stopper(tokenizer, n_rows: int, settled: Callable[[str], bool]):
-    """A ``generate`` stream callback that ends each row as soon as ``settled(its reply so far)`` is True."""
-    n_rows = check_int("n_rows", n_rows, minimum=1)
-    if not callable(settled):
-        raise TypeError(f"settled must be a function of the reply text, got {type(settled).__name__}")
-    seen: list[list[int]] = [[] for _ in range(n_rows)]
-    stopped: set[int] = set()
-
-    def callback(tokens: list) -> list[int]:
-        newly = []
-        for row, token in enumerate(tokens):
-            if token is None or row in stopped:
-                continue
-            seen[row].append(token)
-            if settled(tokenizer.decode(seen[row])):
-                stopped.add(row)
-                newly.append(row)
-        return newly
-
-    return callback
-
-
-def text_streamer(tokenizer, row: int = 0, write: Callable[[str], object] | None = None) -> StreamCallback:
-    """A ``stream`` callback that writes row ``row``'s new text as it is generated (default: print it at once).
-
-    Byte-level tokens can split a character; text is held back until it decodes cleanly.
-    """
-    row = check_int("row", row, minimum=0)
-    seen: list[int] = []
-    shown = [0]
-
-    def callback(tokens: list) -> None:
-        if row >= len(tokens):
-            raise ValueError(f"row {row} does not exist in a batch of {len(tokens)}")
-        if tokens[row] is None or tokens[row] == tokenizer.eos_id:
-            return
-        seen.append(tokens[row])
-        text = tokenizer.decode(seen)
-        if not text.endswith("\ufffd"):
-            piece = text[shown[0]:]
-            if write is None:
-                print(piece, end="", flush=True)
-            else:
-                write(piece)
-            shown[0] = len(text)
-
-    return callback
 
 
 def chat(model, tokenizer, user_message: str, system: str | None = None, **kwargs) -> str:

@@ -5,6 +5,8 @@ A frozen layer W0 (d x k, so y = W0 x maps k inputs to d outputs) gets a trainab
 B = 0 at the start, so the adapted model is exactly the pre-trained one until training moves B.
 Adapters can be merged into W0 after training (no extra inference cost); saving and loading them as a small file is
 ``lora_adapters.py``.
+Stays one piece: at ~260 lines, the wrappers and the functions that add, count, merge and remove them share one
+contract (``LoRAModule``), and lesson 08 reads them in that order.
 """
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ MLP_TARGETS = ("gate_proj", "up_proj", "down_proj")
 ALL_LINEAR_TARGETS = ATTENTION_TARGETS + MLP_TARGETS
 
 
-def _check_hyperparameters(r: int, alpha: float, dropout: float) -> None:
+def check_hyperparameters(r: int, alpha: float, dropout: float) -> None:
+    """Refuse a LoRA rank below 1, an alpha not above 0 or a dropout outside [0, 1) (TypeError/ValueError)."""
     check_int("LoRA rank r", r, minimum=1)
     check_real("LoRA alpha", alpha, low=0, low_open=True)
     check_real("LoRA dropout", dropout, low=0, high=1, high_open=True)
@@ -40,7 +43,7 @@ class LoRAModule(nn.Module):
     lora_B: nn.Parameter
 
     def _setup(self, base: nn.Module, r: int, alpha: float, dropout: float) -> None:
-        _check_hyperparameters(r, alpha, dropout)
+        check_hyperparameters(r, alpha, dropout)
         self.base = base
         self.base.requires_grad_(False)
         self.r, self.alpha = r, float(alpha)
@@ -174,7 +177,7 @@ def add_lora(model: nn.Module, targets: tuple[str, ...] = ("q_proj", "v_proj"), 
     if present:  # checked first: the wrapped layers' own names no longer count as targets
         raise ValueError(f"this model already has LoRA ({len(present)} layers, e.g. {next(iter(present))!r}); "
                          f"load a fresh model to add another adapter, or train/merge the one it has")
-    _check_hyperparameters(r, alpha, dropout)
+    check_hyperparameters(r, alpha, dropout)
     check_int("seed", seed, minimum=0)
     if isinstance(targets, str):
         targets = (targets,)
@@ -242,7 +245,6 @@ def unmerge_lora(model: nn.Module) -> int:
     return len(modules)
 
 
-
 def remove_lora(model: nn.Module) -> int:
     """Put every LoRA layer's frozen base layer back in its place (unmerged first); returns how many were removed.
 
@@ -258,26 +260,3 @@ def remove_lora(model: nn.Module) -> int:
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, module.base)
     return len(modules)
-
-# The adapter files moved to lora_adapters.py; these names stay importable from here for one release.
-_MOVED_TO_ADAPTERS = (
-    "ADAPTER_CONFIG",
-    "ADAPTER_FORMAT",
-    "ADAPTER_WEIGHTS",
-    "AdapterConfig",
-    "AdapterError",
-    "CONFIG_KEY",
-    "adapter_config",
-    "file_size_mib",
-    "load_adapter",
-    "read_adapter_config",
-    "save_adapter",
-)
-
-
-def __getattr__(name: str):
-    if name in _MOVED_TO_ADAPTERS:
-        from . import lora_adapters
-
-        return getattr(lora_adapters, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,7 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .lora import LoRAModule, _check_hyperparameters, add_lora, lora_modules
+from .lora import LoRAModule, add_lora, check_hyperparameters, lora_modules
 
 ADAPTER_WEIGHTS = "adapter.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"  # written by earlier versions next to the weights; read for compatibility
@@ -109,7 +109,7 @@ def _config_from_dict(raw, source: Path) -> AdapterConfig:
         raise AdapterError(f"{source}: the adapter config must be a JSON object, got {type(raw).__name__}")
     if "peft_type" in raw:
         raise AdapterError(f"{source} is a Hugging Face PEFT adapter config ({raw['peft_type']}); course_utils "
-                           f"reads adapters written by course_utils.lora.save_adapter")
+                           f"reads adapters written by course_utils.lora_adapters.save_adapter")
     names = {f.name for f in fields(AdapterConfig)}
     missing = sorted(names - set(raw) - {"format"})
     unknown = sorted(set(raw) - names)
@@ -120,7 +120,7 @@ def _config_from_dict(raw, source: Path) -> AdapterConfig:
     if config.format != ADAPTER_FORMAT:
         raise AdapterError(f"{source}: adapter format {config.format!r} is not supported; expected {ADAPTER_FORMAT!r}")
     try:
-        _check_hyperparameters(config.r, config.alpha, config.dropout)
+        check_hyperparameters(config.r, config.alpha, config.dropout)
     except (TypeError, ValueError) as error:
         raise AdapterError(f"{source}: {error}") from None
     shapes_ok = isinstance(config.base_shapes, dict) and all(
@@ -157,7 +157,8 @@ def _read_adapter(directory: str | os.PathLike, with_tensors: bool):
         except (OSError, UnicodeDecodeError) as error:
             raise AdapterError(f"{source} cannot be read ({error}); save the adapter again") from None
     else:
-        raise AdapterError(f"{path} carries no adapter config; was it written by course_utils.lora.save_adapter?")
+        raise AdapterError(f"{path} carries no adapter config; was it written by "
+                           f"course_utils.lora_adapters.save_adapter?")
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as error:

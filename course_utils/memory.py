@@ -10,14 +10,12 @@ On any device the parts are counted from the tensors themselves:
   storages made by casting a parameter are reported as ``weight_casts`` (one copy per weight, whatever the batch),
   the rest as ``activations`` (these grow with the number of tokens).
 On CUDA the allocator's own peak (``torch.cuda.max_memory_allocated``) is reported as well.
-One file of ~270 lines: the meter, the cast recorder it needs and the two measurements that use them belong together.
 
 The autocast policy that training runs under is ``precision.autocast_for``.
 """
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -176,39 +174,6 @@ class MemoryReport:
         parts = ", ".join(f"{name} {value:,.1f}" for name, value in self.mib().items())
         peak = f", CUDA peak {self.cuda_peak / MIB:,.1f}" if self.cuda_peak is not None else ""
         return f"{parts} (total {self.total / MIB:,.1f} MiB{peak})"
-
-
-@dataclass(frozen=True)
-class LineFit:
-    """Least-squares line ``y = slope * x + intercept`` and its coefficient of determination ``r2``."""
-
-    slope: float
-    intercept: float
-    r2: float
-
-    def __call__(self, x: float) -> float:
-        return self.slope * x + self.intercept
-
-
-def fit_line(xs: Sequence[float], ys: Sequence[float]) -> LineFit:
-    """Ordinary least squares over at least 3 points (two points always lie on a line, so they prove nothing)."""
-    xs, ys = [float(x) for x in xs], [float(y) for y in ys]
-    if len(xs) != len(ys):
-        raise ValueError(f"fit_line needs one y per x, got {len(xs)} xs and {len(ys)} ys")
-    if len(xs) < 3:
-        raise ValueError(f"fit_line needs at least 3 points to test a line, got {len(xs)}")
-    if not all(math.isfinite(v) for v in xs + ys):
-        raise ValueError("fit_line needs finite numbers")
-    n = len(xs)
-    mean_x, mean_y = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mean_x) ** 2 for x in xs)
-    if sxx == 0:
-        raise ValueError("fit_line needs at least two distinct x values")
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sxx
-    intercept = mean_y - slope * mean_x
-    ss_tot = sum((y - mean_y) ** 2 for y in ys)
-    ss_res = sum((y - (slope * x + intercept)) ** 2 for x, y in zip(xs, ys))
-    return LineFit(slope, intercept, 1.0 - ss_res / ss_tot if ss_tot else 1.0)
 
 
 def model_tensors(model: nn.Module) -> list[torch.Tensor]:

@@ -156,17 +156,3 @@ def alibi_bias(n_heads: int, q_len: int, k_len: int) -> torch.Tensor:
     """
     distance = relative_distances(q_len, k_len).abs().double()
     return (0.0 - alibi_slopes(n_heads)[:, None, None] * distance).float()  # 0.0 - ...: no "-0.0" on the diagonal
-
-
-# RoPE moved to rope.py; its names stay importable from here for one release (lesson 08's PEFT cell still uses this
-# path), looked up lazily so that this module does not depend on rope.py.
-_MOVED_TO_ROPE = ("apply_rope", "interleaved_to_half_order", "ntk_scaled_base", "permute_qk_rows", "rope_angles",
-                  "rope_inverse_frequencies", "rope_wavelengths", "scaled_rope_angles", "ROPE_LAYOUTS", "ROPE_SCALINGS")
-
-
-def __getattr__(name: str):
-    if name in _MOVED_TO_ROPE:
-        from . import rope
-
-        return getattr(rope, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

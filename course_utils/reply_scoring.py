@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 from .chat_data import prompt_ids
-from .generation import generate, settled_stopper
+from .generation import generate
 from .prefix_cache import prefix_for
+from .streaming import settled_stopper
 from .validation import check_int
 
 ISO_DATE = r"\d{4}-\d{2}-\d{2}"

@@ -192,9 +192,13 @@ def _warp(logits: torch.Tensor, config: SamplingConfig, previous: torch.Tensor |
     return min_p(logits, config.min_p) if config.min_p else logits
 
 
-def _choose(logits: torch.Tensor, config: SamplingConfig, generator: torch.Generator | None,
-            previous: torch.Tensor | None) -> torch.Tensor:
-    """``sample_next`` without argument checks or host reads: what the decoding loop calls every step."""
+def sample_next_unchecked(logits: torch.Tensor, config: SamplingConfig, generator: torch.Generator | None,
+                          previous: torch.Tensor | None) -> torch.Tensor:
+    """``sample_next`` without argument checks or host reads: what a decoding loop calls every step.
+
+    The caller has checked ``config`` and the logits once; ``previous`` is a checked id tensor, or None when the
+    repetition penalty is off.
+    """
     if config.is_greedy:
         if previous is not None:
             logits = _penalise(logits, previous, config.repetition_penalty)
@@ -228,4 +232,4 @@ def sample_next(logits: torch.Tensor, config: SamplingConfig, generator: torch.G
     _check_logits(logits)
     previous = _checked_previous(logits, config, previous_ids)
     _refuse_nonfinite(logits)
-    return _choose(logits, config, generator, previous)
+    return sample_next_unchecked(logits, config, generator, previous)

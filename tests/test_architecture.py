@@ -1,16 +1,17 @@
-"""The package's import direction and module map: CONTRIBUTING.md's table is the truth, checked against the code."""
+"""The package's shape: CONTRIBUTING.md's module map and import direction, one job per module, no long module."""
 from __future__ import annotations
 
 import ast
 import re
 from pathlib import Path
 
+import pytest
+
 from course_utils.paths import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "course_utils"
-# Kept-for-one-release shims may look up their new home lazily (lora -> lora_adapters, positional -> rope); that is
-# not a dependency.
-LAZY_SHIMS = {("lora", "lora_adapters"), ("positional", "rope")}
+MAX_LINES = 260  # a longer module says why it stays one piece, in its docstring
+STAYS_ONE = "stays one piece"
 
 
 def module_order() -> list[str]:
@@ -67,13 +68,39 @@ def test_imports_only_go_down_the_map():
     for top, paths in top_level_modules().items():
         for path in paths:
             for dep in imports_of(path):
-                if dep != top and dep in rank and rank[dep] <= rank[top] and (top, dep) not in LAZY_SHIMS:
+                if dep != top and dep in rank and rank[dep] <= rank[top]:
                     upward.append(f"{path.relative_to(REPO_ROOT)} imports {dep}")
     assert not upward, upward
 
 
+def package_files() -> list[Path]:
+    """Every module of the package, subpackages and ``__init__.py`` files included."""
+    return sorted(path for path in PACKAGE.rglob("*.py") if "__pycache__" not in path.parts)
+
+
 def test_each_module_says_its_job_in_one_first_line():
-    for paths in top_level_modules().values():
-        for path in paths:
-            doc = ast.get_docstring(ast.parse(path.read_text()))
-            assert doc and doc.splitlines()[0].strip(), f"{path.relative_to(REPO_ROOT)} has no one-line docstring"
+    for path in package_files():
+        doc = ast.get_docstring(ast.parse(path.read_text()))
+        lines = doc.splitlines() if doc else []
+        assert lines and lines[0].strip(), f"{path.relative_to(REPO_ROOT)} has no one-line docstring"
+        assert len(lines) == 1 or not lines[1].strip(), f"{path.relative_to(REPO_ROOT)}: its job is not one line"
+
+
+@pytest.mark.parametrize("path", package_files(), ids=lambda path: str(path.relative_to(PACKAGE)))
+def test_a_long_module_says_why_it_stays_one_piece(path):
+    text = path.read_text()
+    length = len(text.splitlines())
+    doc = ast.get_docstring(ast.parse(text)) or ""
+    assert length <= MAX_LINES or STAYS_ONE in doc.lower(), (
+        f"{path.relative_to(REPO_ROOT)} has {length} lines (> {MAX_LINES}): split it by concern, or add one sentence "
+        f"'Stays one piece: <why>' to its docstring")
+
+
+def test_no_module_imports_another_modules_private_names():
+    private = []
+    for path in package_files():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("course_utils")):
+                private += [f"{path.relative_to(REPO_ROOT)}: {alias.name}" for alias in node.names
+                            if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert not private, f"make these public (with a docstring) in the module that owns them: {private}"

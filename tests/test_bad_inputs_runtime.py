@@ -26,13 +26,14 @@ from course_utils.chat_data import encode_example
 from course_utils.datasets import load_jsonl
 from course_utils.device import pick_device
 from course_utils.explorer import SamplingExplorer
-from course_utils.generation import generate, text_streamer
+from course_utils.generation import generate
 from course_utils.lora import add_lora, lora_modules, merge_lora
 from course_utils.lora_adapters import AdapterError, load_adapter, save_adapter
 from course_utils.prompt_tasks import load_task, load_tasks
-from course_utils.rope_widget import pair_rotation_state
+from course_utils.rope_pair import pair_rotation_state
 from course_utils.sampling import SamplingConfig, repetition_penalty, sample_next, temperature, top_k
 from course_utils.seeding import seed_everything
+from course_utils.streaming import text_streamer
 from course_utils.training import NonFiniteLossError, TrainConfig, train
 from course_utils.widgets.explorer_html import probability_colour
 
@@ -252,7 +253,7 @@ ROWS = [
     Row("a PEFT adapter", "lora", AdapterError, "no adapter file .*a Hugging Face PEFT adapter", "save_adapter",
         lambda c: load_adapter(c.model, c.folder / "adapter"), prepare=_peft_adapter),
     Row("adapter config of PEFT form", "lora", AdapterError, r"PEFT adapter config \(LORA\)",
-        "reads adapters written by course_utils.lora.save_adapter",
+        "reads adapters written by course_utils.lora_adapters.save_adapter",
         lambda c: load_adapter(c.model, c.folder / "adapter"),
         prepare=lambda c: _rewrite_adapter(c, raw_config=json.dumps({"peft_type": "LORA", "r": 2}))),
     Row("adapter of another base model", "lora", AdapterError, "trained on base model 'tiny-test'", "not 'other'",

@@ -9,7 +9,8 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from course_utils.explorer import SamplingExplorer, candidate_table, entropy_bits, token_label
+from course_utils.candidates import candidate_table, entropy_bits, token_label
+from course_utils.explorer import SamplingExplorer
 from course_utils.generation import generate
 from course_utils.plots.sampling import CandidateChart, candidate_bars, candidate_count_curve, candidate_grid
 from course_utils.sampling import SamplingConfig

@@ -5,8 +5,11 @@ import pytest
 import torch
 
 from course_utils import LlamaModel
-from course_utils.generation import NO_EOS, beam_search, generate, text_streamer
+from course_utils.beam_search import beam_search
+from course_utils.decoding_io import NO_EOS
+from course_utils.generation import generate
 from course_utils.sampling import SamplingConfig, repetition_penalty
+from course_utils.streaming import text_streamer
 
 PROMPTS = [[5, 17, 42, 8, 9], [11, 3], [60, 61, 62]]
 

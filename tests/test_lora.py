@@ -134,7 +134,8 @@ def test_save_load_round_trip(tiny_model, tiny_config, tmp_path):
 
 
 def test_mismatched_adapter_is_refused(tiny_model, tiny_config, tmp_path):
-    from course_utils.model import LlamaModel, ModelConfig
+    from course_utils.config import ModelConfig
+    from course_utils.model import LlamaModel
     add_lora(tiny_model, r=2, alpha=4)
     save_adapter(tiny_model, tmp_path / "a")
     other_name = LlamaModel(ModelConfig(**{**tiny_config.to_dict(), "name": "another-model"}))
@@ -150,7 +151,8 @@ def test_mismatched_adapter_is_refused(tiny_model, tiny_config, tmp_path):
 
 
 def test_the_display_name_is_not_part_of_the_adapter_identity(tiny_model, tiny_config, tmp_path):
-    from course_utils.model import LlamaModel, ModelConfig
+    from course_utils.config import ModelConfig
+    from course_utils.model import LlamaModel
     add_lora(tiny_model, r=2, alpha=4)
     save_adapter(tiny_model, tmp_path / "a")
     renamed = LlamaModel(ModelConfig(**{**tiny_config.to_dict(), "display_name": "Tiny Test (friendly)"}))
@@ -251,11 +253,3 @@ def test_adapter_of_an_earlier_version_two_files_still_loads(tiny_model, tiny_co
     load_adapter(fresh, tmp_path / "old")
     loaded = lora_modules(fresh)
     assert all(torch.equal(loaded[n].lora_B, m.lora_B) for n, m in lora_modules(tiny_model).items())
-
-
-def test_adapter_names_stay_importable_from_lora_for_one_release():
-    import course_utils.lora as lora
-    import course_utils.lora_adapters as adapters
-
-    for name in ("save_adapter", "load_adapter", "file_size_mib", "AdapterError", "adapter_config"):
-        assert getattr(lora, name) is getattr(adapters, name)

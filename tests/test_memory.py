@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
+from course_utils.line_fit import fit_line
 from course_utils.lora import add_lora
 from course_utils.memory import (
     WEIGHT_CASTS,
     SavedTensorMeter,
-    fit_line,
     measure_training_step,
     parameter_keys,
 )

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from course_utils import LlamaModel
-from course_utils.generation import NO_EOS, generate
+from course_utils.decoding_io import NO_EOS
+from course_utils.generation import generate
 from course_utils.metrics import (
     bleu,
     distinct_n,

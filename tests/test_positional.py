@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from course_utils.model import LlamaModel, ModelConfig
+from course_utils.config import ModelConfig
+from course_utils.model import LlamaModel
 from course_utils.positional import (
     LearnedPositionEmbedding,
     alibi_bias,
@@ -27,7 +28,7 @@ from course_utils.rope import (
     rope_wavelengths,
     scaled_rope_angles,
 )
-from course_utils.rope_widget import pair_rotation_state
+from course_utils.rope_pair import pair_rotation_state
 
 # ---- sinusoidal -------------------------------------------------------------------------------------------------
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_utils import prompting
 from course_utils.generation import generate
 from course_utils.option_scoring import option_scores, score_option_batch, score_options
 from course_utils.prefix_cache import PrefixCache, build_prefix_cache, prefix_for, shared_prefix
@@ -93,10 +92,3 @@ def test_prefix_cache_on_the_course_model(course_model):
     rows = [build_prompt(topic, "few-shot", item.question, 3, 0).token_ids(tok) for item in items]
     reference = torch.stack([score_options(model, row, [tok.encode(o) for o in topic.options]) for row in rows])
     assert torch.allclose(option_scores(model, tok, topic, "few-shot", items), reference, atol=1e-3)
-
-
-def test_old_prompting_path_still_finds_every_name():
-    for name in prompting.__all__:
-        assert getattr(prompting, name) is not None
-    with pytest.raises(AttributeError):
-        prompting.no_such_name  # noqa: B018

@@ -5,8 +5,9 @@ import random
 
 import pytest
 
-from course_utils.generation import generate, settled_stopper
+from course_utils.generation import generate
 from course_utils.reply_scoring import exact_match, first_iso_date, greedy_replies, iso_date_settled
+from course_utils.streaming import settled_stopper
 
 
 def test_first_iso_date():

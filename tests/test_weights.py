@@ -166,11 +166,3 @@ def test_course_cache_pointing_at_a_file_is_explained(monkeypatch, tmp_path):
         with pytest.raises(ValueError, match="COURSE_CACHE is .*cache.txt, which is a file, not a folder.*export"):
             call()
     assert not_a_folder.read_text() == "oops"
-
-
-def test_the_old_weights_module_still_re_exports_what_notebooks_import():
-    from course_utils import weights
-
-    for name in ("GGUF_SHA256", "default_weights_path", "verify_course_weights", "export_hf_dir", "load_checkpoint",
-                 "fetch_weights", "read_gguf", "read_hf_dir", "Checkpoint", "main"):
-        assert hasattr(weights, name), name

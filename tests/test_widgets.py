@@ -139,9 +139,9 @@ def test_rope_widget_redraws_and_has_the_classroom_switch():
         RopeWidget(q_pair=(float("nan"), 0.0))
 
 
-def test_old_import_paths_still_work_for_one_release():
-    from course_utils import rope_pair, rope_widget, widgets
+def test_the_widgets_package_exports_each_widget_from_its_own_module():
+    from course_utils import presets, widgets
 
-    assert rope_widget.rope_explorer is widgets.rope_explorer  # notebook 06 imports these two from rope_widget
-    assert rope_widget.pair_rotation_state is rope_pair.pair_rotation_state
     assert widgets.ExplorerWidget.__module__ == "course_utils.widgets.sampling_explorer"
+    assert widgets.PresetComparisonWidget.__module__ == "course_utils.widgets.preset_comparison"
+    assert widgets.DEFAULT_PRESETS is presets.DEFAULT_PRESETS

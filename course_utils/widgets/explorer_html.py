@@ -10,7 +10,8 @@ import html
 from matplotlib import colormaps
 from matplotlib.colors import to_hex
 
-from course_utils.explorer import StepRecord, token_label
+from course_utils.candidates import token_label
+from course_utils.explorer import StepRecord
 from course_utils.validation import check_int, check_real
 
 TOKEN_COLOURMAP = "RdYlGn"  # red = the model found the token unlikely, green = likely
