@@ -25,7 +25,8 @@ from machine_info import machine_facts, results_path
 
 from course_utils import load_model
 from course_utils.cache_layout import default_weights_path
-from course_utils.generation import NO_EOS, generate
+from course_utils.decoding_io import NO_EOS
+from course_utils.generation import generate
 from course_utils.hf_dir import export_hf_dir
 from course_utils.load_weights import load_checkpoint
 from course_utils.lora import add_lora

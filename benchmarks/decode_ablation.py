@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from machine_info import machine_facts, results_path
 
 from course_utils import fast_inference, load_model, onednn
-from course_utils.generation import NO_EOS, generate
+from course_utils.decoding_io import NO_EOS
+from course_utils.generation import generate
 
 PROMPT = "The history of the printing press begins in the fifteenth century, when"
 SHAPES = {"k_proj / v_proj": (192, 576), "q_proj / o_proj": (576, 576), "q+k+v joined": (960, 576),

@@ -97,11 +97,13 @@ def import_course_utils() -> list[str]:
 
 REPLACED_MODULES = import_course_utils()
 
+from course_utils.config import ModelConfig  # noqa: E402
+from course_utils.decoding_io import NO_EOS  # noqa: E402
 from course_utils.fast_inference import make_fast  # noqa: E402
-from course_utils.generation import NO_EOS, generate  # noqa: E402
+from course_utils.generation import generate  # noqa: E402
 from course_utils.lora import add_lora  # noqa: E402
 from course_utils.memory import MIB, MemoryReport, measure_training_step  # noqa: E402
-from course_utils.model import LlamaModel, ModelConfig  # noqa: E402
+from course_utils.model import LlamaModel  # noqa: E402
 from course_utils.training import masked_lm_loss  # noqa: E402
 
 SMALL_CONFIG = ModelConfig(vocab_size=256, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=128,

@@ -9,7 +9,7 @@ such as ``q_proj`` or ``v_proj`` mean the same thing here as in PEFT.
 
 This is the plain model. ``load_model()`` converts it for inference with ``fast_inference.make_fast`` (fused
 products, faster CPU kernels, complex-number RoPE): the same function, computed with fewer operations.
-One file of ~350 lines on purpose, like nanoGPT's model.py: the whole decoder reads top to bottom in one place.
+Stays one piece: like nanoGPT's model.py, the whole decoder reads top to bottom in one file (~360 lines).
 """
 from __future__ import annotations
 
