@@ -46,7 +46,8 @@ settings = _Settings()
 # ---- 3. complex-number RoPE ----------------------------------------------------------------------------------------
 
 class ComplexRopeTables(NamedTuple):
-    """``model.RopeTables`` plus ``rotation = cos + i·sin`` [B or 1, T, 1, d/2], complex, built once per forward."""
+    """``model.RopeTables`` plus ``rotation = cos + i·sin`` of each pair's angle [B or 1, T, 1, d/2], complex, built
+    once per forward pass (interleaved layout)."""
 
     cos: torch.Tensor
     sin: torch.Tensor
@@ -61,6 +62,11 @@ def _as_complex(pairs: torch.Tensor) -> torch.Tensor:
     return torch.view_as_complex(pairs)
 
 
+def _pair_rotation(rope: RopeTables) -> torch.Tensor:
+    """cos + i·sin of each pair's angle, read from interleaved tables (pair i's angle stands at dimensions 2i, 2i+1)."""
+    return torch.complex(rope.cos[..., 0::2], rope.sin[..., 0::2])
+
+
 def rotate_complex(x: torch.Tensor, rope: RopeTables | ComplexRopeTables, layout: str) -> torch.Tensor:
     """``model.apply_rotary`` as one complex product per pair where it applies (interleaved, float32/float64).
 
@@ -70,7 +76,7 @@ def rotate_complex(x: torch.Tensor, rope: RopeTables | ComplexRopeTables, layout
         return apply_rotary(x, rope, layout)
     rotation = getattr(rope, "rotation", None)
     if rotation is None:
-        rotation = torch.complex(rope.cos, rope.sin)
+        rotation = _pair_rotation(rope)
     pairs = x.unflatten(-1, (-1, 2))  # [B, T, heads, d/2, 2]
     return torch.view_as_real(_as_complex(pairs) * rotation).flatten(-2)  # [B, T, heads, d]
 
@@ -167,9 +173,9 @@ class FastLlamaModel(LlamaModel):
 
     def rope_tables(self, positions: torch.Tensor) -> RopeTables | ComplexRopeTables:
         tables = super().rope_tables(positions)
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or self.config.rope_layout != "interleaved":
             return tables
-        return ComplexRopeTables(tables.cos, tables.sin, torch.complex(tables.cos, tables.sin))
+        return ComplexRopeTables(tables.cos, tables.sin, _pair_rotation(tables))
 
 
 _FAST_CLASSES = {LlamaModel: FastLlamaModel, Attention: FastAttention, MLP: FastMLP, nn.Linear: FastLinear,

@@ -23,8 +23,8 @@ from torch import nn
 from .config import ModelConfig
 from .rope import rope_angles
 
-__all__ = ["ModelConfig", "RMSNorm", "RopeTables", "apply_rotary", "repeat_kv", "causal_mask", "attention",
-           "KVCache", "Attention", "MLP", "Block", "LlamaModel", "parameter_breakdown"]
+__all__ = ["ModelConfig", "RMSNorm", "RopeTables", "rotate_pairs", "apply_rotary", "repeat_kv", "causal_mask",
+           "attention", "KVCache", "Attention", "MLP", "Block", "LlamaModel", "parameter_breakdown"]
 
 
 class RMSNorm(nn.Module):
@@ -46,29 +46,41 @@ class RMSNorm(nn.Module):
 
 
 class RopeTables(NamedTuple):
-    """cos and sin of every position's rotation angles m·θ_i, [B or 1, T, 1, d/2]: computed once per forward pass,
-    shared by all layers, broadcast over heads."""
+    """cos and sin of each dimension's rotation angle, [B or 1, T, 1, d]: pair i's angle m·θ_i stands at both of its
+    dimensions (2i and 2i+1 in the interleaved layout, i and i + d/2 in the half layout). Computed once per forward
+    pass, shared by all layers, broadcast over heads."""
 
     cos: torch.Tensor
     sin: torch.Tensor
 
+    @classmethod
+    def from_pairs(cls, cos: torch.Tensor, sin: torch.Tensor, layout: str) -> "RopeTables":
+        """Spread cos/sin of one angle per pair, [..., d/2], over both dimensions of each pair in ``layout``'s order."""
+        if layout == "interleaved":
+            return cls(cos.repeat_interleave(2, dim=-1), sin.repeat_interleave(2, dim=-1))  # c0 c0 c1 c1 ...
+        return cls(torch.cat((cos, cos), dim=-1), torch.cat((sin, sin), dim=-1))  # c0 c1 ... c0 c1 ...
+
+
+def rotate_pairs(x: torch.Tensor, layout: str) -> torch.Tensor:
+    """Each pair (x1, x2) of ``x`` [..., d] turned by a quarter circle, to (−x2, x1): what RoPE multiplies by sin."""
+    if layout == "interleaved":
+        x1, x2 = x[..., 0::2], x[..., 1::2]  # [..., d/2] each
+        return torch.stack((-x2, x1), dim=-1).flatten(-2)  # (−x1, x0, −x3, x2, ...)
+    x1, x2 = x.chunk(2, dim=-1)  # [..., d/2] each
+    return torch.cat((-x2, x1), dim=-1)  # Hugging Face's rotate_half
+
 
 def apply_rotary(x: torch.Tensor, rope: RopeTables, layout: str) -> torch.Tensor:
-    """RoPE in real form (RoFormer, eq. 34): rotate each pair (x1, x2) of a head by its angle m·θ_i,
+    """RoPE in RoFormer's real form (its eq. 34): R x = x ⊗ cos(m·θ) + rotate_pairs(x) ⊗ sin(m·θ), that is, per pair
 
         x1' = x1·cos(m·θ_i) − x2·sin(m·θ_i)
-        x2' = x1·sin(m·θ_i) + x2·cos(m·θ_i)
+        x2' = x2·cos(m·θ_i) + x1·sin(m·θ_i)
 
     ``x``: [B, T, heads, d]. ``layout="interleaved"`` pairs adjacent dimensions (x0, x1), (x2, x3), ... (RoFormer,
     GGUF); ``"half"`` pairs x_i with x_{i + d/2} (Hugging Face's ``rotate_half``).
     """
-    cos, sin = rope.cos.to(x.dtype), rope.sin.to(x.dtype)  # [B or 1, T, 1, d/2]
-    if layout == "interleaved":
-        x1, x2 = x[..., 0::2], x[..., 1::2]  # [B, T, heads, d/2] each
-        rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # [B, T, heads, d/2, 2]
-        return rotated.flatten(-2)  # [B, T, heads, d]
-    x1, x2 = x.chunk(2, dim=-1)  # [B, T, heads, d/2] each
-    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # [B, T, heads, d]
+    cos, sin = rope.cos.to(x.dtype), rope.sin.to(x.dtype)  # [B or 1, T, 1, d]
+    return x * cos + rotate_pairs(x, layout) * sin  # [B, T, heads, d]
 
 
 def repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -306,10 +318,10 @@ class LlamaModel(nn.Module):
         return positions, mask[:, None]  # [B, 1, T, S]: broadcast over heads
 
     def rope_tables(self, positions: torch.Tensor) -> RopeTables:
-        """cos/sin of the RoPE angles of ``positions`` [B or 1, T], shaped [B or 1, T, 1, d/2] for every layer."""
+        """cos/sin of the RoPE angles of ``positions`` [B or 1, T], shaped [B or 1, T, 1, d] for every layer."""
         # positions come from arange/cumsum and are non-negative by construction: no value check (no GPU sync)
-        cos, sin = rope_angles(positions, self.config.head_dim, self.config.rope_theta, check=False)
-        return RopeTables(cos[:, :, None], sin[:, :, None])
+        cos, sin = rope_angles(positions, self.config.head_dim, self.config.rope_theta, check=False)  # [B or 1, T, d/2]
+        return RopeTables.from_pairs(cos[:, :, None], sin[:, :, None], self.config.rope_layout)
 
     def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None,
                 attention_mask: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:

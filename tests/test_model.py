@@ -277,11 +277,14 @@ def test_model_with_hand_written_attention_equals_sdpa_with_and_without_cache(ti
 
 @pytest.mark.parametrize("layout", ["interleaved", "half"])
 def test_apply_rotary_equals_positional_apply_rope(layout):
+    """The model's eq.-34 form (x ⊗ cos + rotate_pairs(x) ⊗ sin) is the pairwise rotation, bit for bit: each output is
+    the same two products summed (a·c + (−b)·s = a·c − b·s exactly in IEEE arithmetic)."""
     x = torch.randn(2, 5, 3, 16, generator=torch.Generator().manual_seed(8))
     cos, sin = rope_angles(torch.arange(5), 16, 500.0)
-    tables = RopeTables(cos[None, :, None], sin[None, :, None])
+    tables = RopeTables.from_pairs(cos[None, :, None], sin[None, :, None], layout)
+    assert tables.cos.shape == (1, 5, 1, 16)
     reference = apply_rope(x, cos[None, :, None], sin[None, :, None], layout)
-    torch.testing.assert_close(apply_rotary(x, tables, layout), reference, rtol=0, atol=1e-6)
+    assert torch.equal(apply_rotary(x, tables, layout), reference)
 
 
 @pytest.mark.parametrize("layout", ["interleaved", "half"])
@@ -295,7 +298,8 @@ def test_rope_score_depends_only_on_the_distance(layout):
     def score(m: int, n: int) -> float:
         cos, sin = rope_angles(torch.tensor([[m], [n]]), 32, 10000.0)
         def rotate(x: torch.Tensor, row: int) -> torch.Tensor:
-            tables = RopeTables(cos[row:row + 1, :, None].double(), sin[row:row + 1, :, None].double())
+            tables = RopeTables.from_pairs(cos[row:row + 1, :, None].double(), sin[row:row + 1, :, None].double(),
+                                           layout)
             return apply_rotary(x, tables, layout)
 
         return float((rotate(q, 0) * rotate(k, 1)).sum())
