@@ -17,6 +17,13 @@ SOLUTIONS := $(sort $(wildcard notebooks/solutions/*.ipynb))
 KERNEL_ENV := OMP_WAIT_POLICY=$(or $(OMP_WAIT_POLICY),PASSIVE)
 # HF_HUB_OFFLINE: the reference tests build their Hugging Face models locally and never reach for a hub.
 TEST_ENV := COURSE_FAST=1 TQDM_DISABLE=1 PYDEVD_DISABLE_FILE_VALIDATION=1 $(KERNEL_ENV) HF_HUB_OFFLINE=1
+# Test files and notebooks run in TEST_WORKERS processes (pytest-xdist); --dist loadfile keeps each file, and so every
+# cell of a notebook with its one kernel, in one process, in order. Much of a FAST notebook is single-threaded Python
+# (kernel start, imports, tokenising, plotting, one small operation at a time), so two processes on a 2-core machine
+# overlap well: the FAST notebooks took 225 s with 2 workers against 7 min one after another (README, "Tests").
+# More workers than cores only adds memory (a few GB each): TEST_WORKERS=1 runs everything in one process.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -p no:randomly
 
 # How committed notebooks are cleaned (also the pre-commit hook): keep outputs, execution counts (nbval needs them) and
 # widget state (readers without a kernel see the last view), drop papermill's per-cell timings.
@@ -53,30 +60,30 @@ demo: setup
 		--Voila.ip=127.0.0.1 --port=$(DEMO_PORT) --Voila.port_retries=0
 
 test: setup
-	$(TEST_ENV) $(PY) -m pytest -q tests notebooks --nbval-lax --nbval-current-env -p no:randomly
+	$(TEST_ENV) $(PYTEST) tests notebooks --nbval-lax --nbval-current-env
 
 # ruff (pyflakes, pycodestyle, import order, bugbear; settings in pyproject.toml) over the package, tests, benchmarks, tools.
 lint: setup
 	$(VENV)/bin/ruff check course_utils tests benchmarks tools
 
 test-unit: setup
-	$(TEST_ENV) $(PY) -m pytest -q tests
+	$(TEST_ENV) $(PYTEST) tests
 
 test-notebooks: setup
-	$(TEST_ENV) $(PY) -m pytest -q notebooks --nbval-lax --nbval-current-env
+	$(TEST_ENV) $(PYTEST) notebooks --nbval-lax --nbval-current-env
 
 # The lessons whose checked outputs come from float arithmetic, on one thread: committed outputs must not depend on the
 # thread count (CI runs this beside `make test`, which uses every core).
 test-one-thread: setup
-	$(TEST_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q notebooks/05_positional_encodings.ipynb \
+	$(TEST_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PYTEST) notebooks/05_positional_encodings.ipynb \
 		notebooks/06_rope.ipynb --nbval-lax --nbval-current-env
 
 # Lessons 07 and 08 in FAST mode through the GPU code path on the CPU: bfloat16 autocast (COURSE_AUTOCAST=bf16) in
 # their training and memory cells, every assert active. Outputs differ from the committed float32 ones; --nbval-lax
 # compares only cells tagged nbval-check-output, and those print the same under autocast.
 test-autocast: setup
-	$(TEST_ENV) COURSE_AUTOCAST=bf16 $(PY) -m pytest -q notebooks/07_finetuning_cost.ipynb notebooks/08_lora.ipynb \
-		--nbval-lax --nbval-current-env -p no:randomly
+	$(TEST_ENV) COURSE_AUTOCAST=bf16 $(PYTEST) notebooks/07_finetuning_cost.ipynb notebooks/08_lora.ipynb \
+		--nbval-lax --nbval-current-env
 
 # Full-mode run of every lesson, outputs written back in place (this is how committed outputs are made).
 run: setup
