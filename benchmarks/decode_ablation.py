@@ -119,11 +119,11 @@ def weight_bytes(model) -> int:
     return sum(parameter.numel() * parameter.element_size() for parameter in model.parameters())
 
 
-def profile_share(model, tokenizer, new_tokens: int) -> dict:
-    """Fraction of one batch-1 decoding run's wall time spent in matrix products and in attention."""
+def profile_share(model, tokenizer, new_tokens: int, batch: int = 1) -> dict:
+    """Fraction of one decoding run's wall time spent in matrix products and in attention (``batch`` equal rows)."""
     from torch.profiler import profile
 
-    prompt = [tokenizer.encode(PROMPT)]
+    prompt = [tokenizer.encode(PROMPT)] * batch
     generate(model, prompt, max_new_tokens=4, eos_id=NO_EOS)
     with profile() as profiler:
         start = time.perf_counter()
@@ -164,10 +164,11 @@ def main() -> None:
         for name, speed in row["tokens_per_s"].items():
             print(f"  {name:<36}{speed:>8.1f}{row['speedup'][name]:>7.2f}x")
         print(f"  same greedy tokens in every variant: {row['identical_greedy_tokens_across_variants']}")
-    results["profile_b1"] = share = profile_share(joined, tokenizer, new_tokens)
-    print(f"\nprofile, batch 1: {share['matrix_product_s']:.2f} s of {share['wall_s']:.2f} s wall in matrix products "
-          f"({100 * share['matrix_product_share_of_wall']:.0f}%), {100 * share['attention_share_of_wall']:.0f}% in "
-          f"attention")
+    for batch in (1, 8):
+        results[f"profile_b{batch}"] = share = profile_share(joined, tokenizer, new_tokens, batch)
+        print(f"\nprofile, batch {batch}: {share['matrix_product_s']:.2f} s of {share['wall_s']:.2f} s wall in matrix "
+              f"products ({100 * share['matrix_product_share_of_wall']:.0f}%), "
+              f"{100 * share['attention_share_of_wall']:.0f}% in attention")
     course_speed = results["ablation_b1"]["tokens_per_s"]["fast (the course model)"]
     streamed = weight_bytes(joined) * course_speed / 1e9
     results["bandwidth_b1"] = {"weight_bytes": weight_bytes(joined), "streamed_gb_s": streamed,
