@@ -48,7 +48,9 @@ def onednn_wins_single_row() -> bool:
     process; the choice changes float rounding in the last bits only, never the function.
     """
     if "single_row" not in _measured:
-        copies = [torch.ones(3072, 576) for _ in range(12)]  # 85 MB: more than the caches, as decoding streams weights
+        # 85 MB, beyond most L3 caches, as decoding streams its weights (a CPU with a larger L3, such as one Xeon
+        # with 480 MiB, measures from cache; its decoding step's 513 MiB still do not fit)
+        copies = [torch.ones(3072, 576) for _ in range(12)]
         x = torch.ones(1, 576)
         seconds: dict[str, list[float]] = {"mkl": [], "onednn": []}
         with torch.no_grad():
