@@ -20,7 +20,7 @@ TEST_ENV := COURSE_FAST=1 TQDM_DISABLE=1 PYDEVD_DISABLE_FILE_VALIDATION=1 $(KERN
 # Test files and notebooks run in TEST_WORKERS processes (pytest-xdist); --dist loadfile keeps each file, and so every
 # cell of a notebook with its one kernel, in one process, in order. Much of a FAST notebook is single-threaded Python
 # (kernel start, imports, tokenising, plotting, one small operation at a time), so two processes on a 2-core machine
-# overlap well: the FAST notebooks took 225 s with 2 workers against 7 min one after another (README, "Tests").
+# overlap well: the FAST notebooks took 225 s with 2 workers against 335 s with 1 (README, "Tests").
 # More workers than cores only adds memory (a few GB each): TEST_WORKERS=1 runs everything in one process.
 TEST_WORKERS ?= 2
 PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -p no:randomly

@@ -43,7 +43,7 @@ class _Settings:
 settings = _Settings()
 
 
-# ---- 3. complex-number RoPE ----------------------------------------------------------------------------------------
+# ---- trick 3: complex-number RoPE ----------------------------------------------------------------------------------
 
 class ComplexRopeTables(NamedTuple):
     """``model.RopeTables`` plus ``rotation = cos + i·sin`` of each pair's angle [B or 1, T, 1, d/2], complex, built

@@ -11,14 +11,14 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-__all__ = ["join_weights", "joined_weight", "joint_matrix", "FusedWeight", "record_fused", "fused_weight"]
+__all__ = ["join_weights", "joint_matrix", "FusedWeight", "record_fused", "fused_weight"]
 
 
 def join_weights(layers: list[nn.Linear]) -> None:
     """Store the weights of ``layers`` (same input size, no bias) as consecutive row blocks of ONE matrix.
 
     Each ``layer.weight`` becomes a view of its block, so in-place updates of a layer's weight land in the joint
-    matrix; ``joined_weight`` hands the whole matrix to a single product.
+    matrix; ``joint_matrix`` hands the whole matrix to a single product.
     """
     joint = torch.cat([layer.weight.detach() for layer in layers])  # [sum of rows, in]
     start = 0
@@ -26,16 +26,6 @@ def join_weights(layers: list[nn.Linear]) -> None:
         rows = layer.weight.shape[0]
         layer.weight = nn.Parameter(joint[start:start + rows], requires_grad=layer.weight.requires_grad)
         start += rows
-
-
-def joined_weight(layers: list[nn.Module]) -> torch.Tensor | None:
-    """The matrix made by ``join_weights``, or None when one product would not be the same computation.
-
-    None in grad mode (the backward pass would have to split and re-join the gradients), when a layer is no longer a
-    plain ``nn.Linear`` without bias (e.g. wrapped by LoRA), or when the weights no longer lie back to back in one
-    storage (e.g. replaced by ``model.to(dtype)``: ``make_fast`` re-fuses them).
-    """
-    return None if torch.is_grad_enabled() else joint_matrix(layers)
 
 
 def joint_matrix(layers: list[nn.Module]) -> torch.Tensor | None:
@@ -61,7 +51,7 @@ class FusedWeight(NamedTuple):
 
     The forward pass checks only that each layer is still the module under its name (not wrapped, e.g. by LoRA) and
     that its weight still starts at the recorded address: plain dictionary reads and one C call per layer, instead of
-    re-deriving the matrix from storage (``joined_weight``) or going through ``nn.Module.__getattr__``, which on a
+    re-deriving the matrix from storage (``joint_matrix``) or going through ``nn.Module.__getattr__``, which on a
     busy 2-core CPU cost ~0.1 ms per group, 5 % of a batch-1 decoding step over 60 groups. While this record holds
     the matrix its memory cannot be reused, so an unchanged address means the weight is still its view.
     """

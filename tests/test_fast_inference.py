@@ -6,7 +6,7 @@ from torch import nn
 
 from course_utils import fast_inference, load_model, onednn
 from course_utils.fast_inference import is_fast, make_fast, make_plain
-from course_utils.fused_weights import joined_weight
+from course_utils.fused_weights import joint_matrix
 from course_utils.lora import add_lora, lora_modules, merge_lora, unmerge_lora
 from course_utils.model import LlamaModel
 from course_utils.onednn import MAX_ONEDNN_ROWS, linear, uses_onednn
@@ -103,9 +103,8 @@ def test_make_fast_keeps_names_and_state_dict_and_fuses_views(tiny_model, fast_t
     for group in _groups(fast_tiny):
         assert len({layer.weight.untyped_storage().data_ptr() for layer in group}) == 1
         with torch.no_grad():
-            joint = joined_weight(group)
+            joint = joint_matrix(group)
         torch.testing.assert_close(joint, torch.cat([layer.weight for layer in group]), rtol=0, atol=0)
-        assert joined_weight(group) is None  # grad mode: separate products, as in training
     assert make_fast(fast_tiny) is fast_tiny  # idempotent
     make_plain(fast_tiny)
     assert not is_fast(fast_tiny) and type(fast_tiny.lm_head) is nn.Linear
@@ -138,13 +137,13 @@ def test_conversions_break_the_fusion_safely_and_make_fast_restores_it(tiny_mode
     with torch.no_grad():
         reference = tiny_model(ids)
         fast_tiny.float()  # a no-op conversion keeps the views
-        assert all(joined_weight(group) is not None for group in _groups(fast_tiny))
+        assert all(joint_matrix(group) is not None for group in _groups(fast_tiny))
         fast_tiny.double().float()  # real conversions replace every weight by its own tensor
-        assert all(joined_weight(group) is None for group in _groups(fast_tiny))
+        assert all(joint_matrix(group) is None for group in _groups(fast_tiny))
         separate = fast_tiny(ids)
         assert all(block.self_attn.fused is None and block.mlp.fused is None for block in fast_tiny.layers)  # freed
         make_fast(fast_tiny)
-        assert all(joined_weight(group) is not None for group in _groups(fast_tiny))
+        assert all(joint_matrix(group) is not None for group in _groups(fast_tiny))
         refused = fast_tiny(ids)
     torch.testing.assert_close(separate, reference, rtol=0, atol=1e-5)
     torch.testing.assert_close(refused, reference, rtol=0, atol=1e-5)
@@ -157,7 +156,7 @@ def test_in_place_updates_reach_the_fused_matrix(fast_tiny):
     attention = fast_tiny.layers[1].self_attn
     with torch.no_grad():
         attention.v_proj.weight.add_(1.0)
-        joint = joined_weight([attention.q_proj, attention.k_proj, attention.v_proj])
+        joint = joint_matrix([attention.q_proj, attention.k_proj, attention.v_proj])
     torch.testing.assert_close(joint[-attention.v_proj.weight.shape[0]:], state["layers.1.self_attn.v_proj.weight"] + 1)
 
 
@@ -218,14 +217,14 @@ def test_a_lora_wrapped_projection_is_called_as_its_module_and_merges_reach_the_
     with torch.no_grad():
         for module in lora_modules(fast_tiny).values():
             module.lora_B.normal_()
-        assert joined_weight([attention.q_proj, attention.k_proj, attention.v_proj]) is None  # q, v are wrapped
-        assert joined_weight([mlp.gate_proj, mlp.up_proj]) is not None  # the MLP is still fused
+        assert joint_matrix([attention.q_proj, attention.k_proj, attention.v_proj]) is None  # q, v are wrapped
+        assert joint_matrix([mlp.gate_proj, mlp.up_proj]) is not None  # the MLP is still fused
         adapted = fast_tiny(ids)
         merge_lora(fast_tiny)
         merged = fast_tiny(ids)
         for block in fast_tiny.layers:  # unwrap the merged layers: the fused product is used again ...
             block.self_attn.q_proj, block.self_attn.v_proj = block.self_attn.q_proj.base, block.self_attn.v_proj.base
-        assert joined_weight([attention.q_proj, attention.k_proj, attention.v_proj]) is not None
+        assert joint_matrix([attention.q_proj, attention.k_proj, attention.v_proj]) is not None
         unwrapped = fast_tiny(ids)  # ... and it reads the merged weights
     torch.testing.assert_close(merged, adapted, rtol=0, atol=1e-5)
     torch.testing.assert_close(unwrapped, adapted, rtol=0, atol=1e-5)
